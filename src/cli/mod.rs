@@ -1,0 +1,131 @@
+//! The command line: parse, call the engine, render. One file per subcommand.
+
+mod graph;
+mod init;
+mod log;
+mod run;
+mod show;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, exit};
+use crate::git::Repo;
+use crate::report::Output;
+use crate::{config, env_vars};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A git-native CI/CD engine that runs inside a repository"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a starter .pipeline.toml for this repository
+    Init(init::Args),
+    /// Check .pipeline.toml and report every error in it
+    Validate(validate::Args),
+    /// Run jobs and what they need
+    Run(run::Args),
+    /// Print the job graph
+    Graph(graph::Args),
+    /// List recent runs
+    Log(log::Args),
+    /// Show one run with its logs
+    Show(show::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> u8 {
+    init_tracing();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Graph(args) => graph::run(args),
+        Command::Log(args) => log::run(args),
+        Command::Show(args) => show::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err);
+            err.exit_code()
+        }
+    }
+}
+
+fn report_error(err: &Error) {
+    let out = Output;
+    if let Error::Config(config::Error::Invalid(diagnostics)) = err {
+        // Diagnostics render their own `error:` headers, one per problem.
+        out.err(&diagnostics.to_string());
+        return;
+    }
+    out.err(&format!("error: {err}"));
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        out.err(&format!("caused by: {cause}"));
+        source = cause.source();
+    }
+    if let Some(hint) = err.hint() {
+        out.err(&format!("help: {hint}"));
+    }
+}
+
+fn init_tracing() {
+    if let Some(filter) = env_vars::log_filter() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+/// The current directory, the repository around it and its pipeline.
+struct Context {
+    cwd: PathBuf,
+    repo: Repo,
+}
+
+impl Context {
+    fn discover() -> Result<Context, Error> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?;
+        let repo = Repo::discover(&cwd)?;
+        Ok(Context { cwd, repo })
+    }
+
+    fn pipeline(&self) -> Result<config::Pipeline, Error> {
+        Ok(config::load(&self.cwd, self.repo.workdir())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

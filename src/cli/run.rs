@@ -1,0 +1,176 @@
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::time::SystemTime;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::config::{Event, Job, Pipeline};
+use crate::env_vars;
+use crate::error::{Error, exit};
+use crate::exec::{self, Options, PlannedJob, Stop};
+use crate::graph::{Graph, Selection};
+use crate::report::{JobStatus, Output, Reporter, ReporterKind, RunEvent, RunOutcome};
+use crate::store::{RunSummary, Runs, new_run_id};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Jobs to run (with what they need); default: every job that is not a deploy job
+    #[arg(value_name = "JOB", conflicts_with = "event")]
+    jobs: Vec<String>,
+    /// Run the jobs whose `on` lists this event, and what they need
+    #[arg(long, value_parser = parse_event)]
+    event: Option<Event>,
+    /// Jobs to run at once (default: the number of cores)
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs_at_once: Option<u16>,
+    /// After a failure, finish the jobs that do not depend on it
+    #[arg(long)]
+    keep_going: bool,
+    /// Print NDJSON events on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_event(name: &str) -> Result<Event, String> {
+    Event::parse(name).ok_or_else(|| {
+        let all: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+        format!("unknown event; expected one of: {}", all.join(", "))
+    })
+}
+
+pub fn run(args: Args) -> Result<u8, Error> {
+    let context = super::Context::discover()?;
+    let pipeline = context.pipeline()?;
+    let (selection, trigger) = match args.event {
+        Some(event) => (Selection::Event(event), event),
+        None if args.jobs.is_empty() => (Selection::AllButDeploy, Event::Manual),
+        None => (Selection::Named(args.jobs.clone()), Event::Manual),
+    };
+    let graph = Graph::select(&pipeline, &selection)?;
+    let plan = plan(&pipeline, &graph);
+    let parallel = args
+        .jobs_at_once
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let kind = if args.json {
+        ReporterKind::Json
+    } else if std::io::stderr().is_terminal() {
+        ReporterKind::Live
+    } else {
+        ReporterKind::Plain
+    };
+    let mut reporter = Reporter::new(kind);
+
+    let started = SystemTime::now();
+    let id = new_run_id(started);
+    reporter.event(&RunEvent::RunStarted {
+        run: id.clone(),
+        trigger: trigger.to_string(),
+        jobs: plan.iter().map(|j| j.name.clone()).collect(),
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("cannot start the async runtime", e))?;
+    let options = Options {
+        parallel,
+        keep_going: args.keep_going,
+    };
+    let result = runtime.block_on(async {
+        let interrupt = listen_for_interrupts()?;
+        Ok::<_, Error>(exec::run(&plan, options, interrupt, |event| reporter.event(event)).await)
+    })?;
+
+    let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
+    let record = match Runs::new(&context.repo).record(&summary, &result) {
+        Ok(refname) => Some(refname),
+        Err(err) => {
+            // The run itself is over; failing to record it must not change its verdict.
+            Output.err(&format!("warning: could not record the run: {err}"));
+            None
+        }
+    };
+    reporter.event(&RunEvent::RunFinished {
+        run: id,
+        outcome: result.outcome,
+        duration: result.duration,
+        passed: summary.count(JobStatus::Passed),
+        failed: summary.jobs.len()
+            - summary.count(JobStatus::Passed)
+            - summary.count(JobStatus::Skipped),
+        skipped: summary.count(JobStatus::Skipped),
+        record,
+    });
+    Ok(match result.outcome {
+        RunOutcome::Passed => exit::SUCCESS,
+        RunOutcome::Failed => exit::FAILURE,
+        RunOutcome::Cancelled => exit::INTERRUPTED,
+    })
+}
+
+/// Resolves the selected jobs into what the scheduler needs.
+fn plan(pipeline: &Pipeline, graph: &Graph) -> Vec<PlannedJob> {
+    let passthrough = env_vars::job_passthrough();
+    graph
+        .jobs
+        .iter()
+        .zip(&graph.needs)
+        .map(|(&index, needs)| {
+            let job = &pipeline.jobs[index];
+            PlannedJob {
+                name: job.name.clone(),
+                steps: job.steps.clone(),
+                cwd: pipeline.root.join(&job.dir),
+                env: job_env(&passthrough, pipeline, job),
+                timeout: job.timeout,
+                retries: job.retries,
+                needs: needs.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The allowlisted variables, then `[env]`, then the job's `env`; later ones win.
+fn job_env(
+    passthrough: &[(&'static str, OsString)],
+    pipeline: &Pipeline,
+    job: &Job,
+) -> Vec<(String, OsString)> {
+    let mut env: Vec<(String, OsString)> = passthrough
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    for (key, value) in pipeline.env.iter().chain(&job.env) {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.into()));
+    }
+    env
+}
+
+/// Ctrl-C (or SIGTERM) once asks jobs to stop gracefully; twice kills them at once.
+fn listen_for_interrupts() -> Result<watch::Receiver<Stop>, Error> {
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot handle Ctrl-C", e))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot handle SIGTERM", e))?;
+    let (tx, rx) = watch::channel(Stop::No);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = interrupt.recv() => {}
+                Some(()) = terminate.recv() => {}
+                else => break,
+            }
+            let next = if *tx.borrow() == Stop::No {
+                Stop::Graceful
+            } else {
+                Stop::Now
+            };
+            if tx.send(next).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}

@@ -1,0 +1,1606 @@
+//! Finding `.pipeline.toml`, parsing it with spans, and validating it into the model. Validation
+//! walks toml's spanned tables by hand rather than through serde so that every problem in the file
+//! is reported at once, each pointing at the exact key or value at fault.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::model::{Event, Job, Pipeline};
+
+/// The config file's name, looked for in the working directory and its parents.
+pub const FILE_NAME: &str = ".pipeline.toml";
+
+const TOP_KEYS: &[&str] = &["pipeline", "env", "jobs"];
+const PIPELINE_KEYS: &[&str] = &["default_branch"];
+const JOB_KEYS: &[&str] = &[
+    "run",
+    "needs",
+    "on",
+    "env",
+    "timeout",
+    "retries",
+    "dir",
+    "environment",
+];
+const MAX_RETRIES: i64 = 100;
+const MAX_NAME_LEN: usize = 100;
+const NAME_HINT: &str = "names may contain ASCII letters, digits, `_`, `.` and `-`, must start with \
+                         a letter, digit or `_`, and cannot contain `..` or end in `.` or `.lock`";
+const EMPTY_JOBS_HINT: &str = "add a job, e.g. `[jobs.build]` with `run = \"make\"`";
+const DURATION_HINT: &str = "e.g. \"90s\", \"10m\", \"1h\"";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}", not_found_message(cwd, repo_root))]
+    NotFound { cwd: PathBuf, repo_root: PathBuf },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Renders every diagnostic with its snippet, then a count; print it as is.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+fn not_found_message(cwd: &Path, repo_root: &Path) -> String {
+    let searched = if cwd == repo_root {
+        format!("in the repository root {}", repo_root.display())
+    } else if cwd.starts_with(repo_root) {
+        format!(
+            "in {} or any parent up to the repository root {}",
+            cwd.display(),
+            repo_root.display()
+        )
+    } else {
+        format!(
+            "found: {} is outside the repository {}",
+            cwd.display(),
+            repo_root.display()
+        )
+    };
+    // The hint is part of the message so that no caller can forget to show it.
+    format!("no {FILE_NAME} {searched}\nhelp: run `weir init` to create one")
+}
+
+/// Finds the nearest `.pipeline.toml` from `cwd` up to `repo_root` (inclusive) and validates it.
+/// The directory holding the file becomes the pipeline root.
+pub fn load(cwd: &Path, repo_root: &Path) -> Result<Pipeline, Error> {
+    for dir in cwd.ancestors().take_while(|d| d.starts_with(repo_root)) {
+        let path = dir.join(FILE_NAME);
+        match std::fs::read(&path) {
+            Ok(bytes) => return parse(&display_path(cwd, dir), &path, dir, &bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(Error::Read { path, source }),
+        }
+    }
+    Err(Error::NotFound {
+        cwd: cwd.to_path_buf(),
+        repo_root: repo_root.to_path_buf(),
+    })
+}
+
+/// The file as the user would type it from where they stand: `.pipeline.toml`, `../.pipeline.toml`.
+fn display_path(cwd: &Path, dir: &Path) -> String {
+    let mut shown = PathBuf::new();
+    if let Ok(below) = cwd.strip_prefix(dir) {
+        for _ in below.components() {
+            shown.push("..");
+        }
+    } else {
+        shown.push(dir);
+    }
+    shown.push(FILE_NAME);
+    shown.display().to_string()
+}
+
+/// Validates the bytes of a config file. `display_path` is only for messages, `path` is recorded
+/// in the model, and `root` is where job `dir`s must exist.
+pub fn parse(
+    display_path: &str,
+    path: &Path,
+    root: &Path,
+    bytes: &[u8],
+) -> Result<Pipeline, Error> {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Bytes before the first bad one are unchanged by lossy decoding, so the offset
+            // still points at the replacement character standing in for it.
+            let at = e.valid_up_to();
+            let d = Diagnostic::new(
+                "the file is not valid UTF-8",
+                at..at + '\u{FFFD}'.len_utf8(),
+            )
+            .with_hint("save the file as UTF-8");
+            let source = String::from_utf8_lossy(bytes).into_owned();
+            return Err(Error::Invalid(Diagnostics::new(
+                display_path,
+                source,
+                vec![d],
+            )));
+        }
+    };
+    let invalid =
+        |diagnostics| Error::Invalid(Diagnostics::new(display_path, text.to_owned(), diagnostics));
+    let doc = DeTable::parse(text).map_err(|e| invalid(vec![syntax_error(text, &e)]))?;
+    let mut checker = Checker {
+        root,
+        diagnostics: Vec::new(),
+    };
+    let (default_branch, env, jobs) = checker.document(doc.get_ref());
+    if !checker.diagnostics.is_empty() {
+        return Err(invalid(checker.diagnostics));
+    }
+    Ok(Pipeline {
+        path: path.to_path_buf(),
+        root: root.to_path_buf(),
+        default_branch,
+        env,
+        jobs,
+    })
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> Diagnostic {
+    let span = e.span().unwrap_or(0..0);
+    let key = text
+        .get(span.clone())
+        .unwrap_or_default()
+        .trim_matches(['"', '\'']);
+    if e.message() != "duplicate key" {
+        return Diagnostic::new(e.message(), span);
+    }
+    let Some(head) = text.get(..span.start) else {
+        return Diagnostic::new(e.message(), span);
+    };
+    let line_start = head.rfind('\n').map_or(0, |i| i + 1);
+    let before: String = head[line_start..]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    // toml reports a repeated `[jobs.NAME]` header as a duplicate key at NAME.
+    if before == "[jobs." {
+        Diagnostic::new(format!("job `{key}` is defined twice"), span)
+            .with_hint("each job name must appear once")
+    } else {
+        Diagnostic::new(format!("duplicate key `{key}`"), span)
+    }
+}
+
+/// A job as validated, plus what cycle detection needs to point at its `needs` entries.
+struct Checked {
+    job: Job,
+    needs_spans: Vec<Range<usize>>,
+}
+
+struct Checker<'a> {
+    root: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+type Env = BTreeMap<String, String>;
+
+impl Checker<'_> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diagnostics.push(d);
+    }
+
+    fn document(&mut self, doc: &DeTable<'_>) -> (Option<String>, Env, Vec<Job>) {
+        let mut default_branch = None;
+        let mut env = Env::new();
+        let mut jobs = None;
+        for (key, value) in doc {
+            match key.get_ref().as_ref() {
+                "pipeline" => default_branch = self.pipeline_section(value),
+                "env" => env = self.env(value, "`env`"),
+                "jobs" => jobs = Some(self.jobs(key, value)),
+                _ => self.unknown_key(key, TOP_KEYS, "at the top level"),
+            }
+        }
+        let jobs = jobs.unwrap_or_else(|| {
+            self.push(Diagnostic::new("no jobs defined", 0..0).with_hint(EMPTY_JOBS_HINT));
+            Vec::new()
+        });
+        self.cycles(&jobs);
+        (
+            default_branch,
+            env,
+            jobs.into_iter().map(|c| c.job).collect(),
+        )
+    }
+
+    fn pipeline_section(&mut self, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        let table = self.table("`pipeline`", value)?;
+        let mut default_branch = None;
+        for (key, value) in table {
+            match key.get_ref().as_ref() {
+                "default_branch" => default_branch = self.default_branch(value),
+                _ => self.unknown_key(key, PIPELINE_KEYS, "in `[pipeline]`"),
+            }
+        }
+        default_branch
+    }
+
+    fn default_branch(&mut self, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        let name = self.string("`default_branch`", value)?;
+        let problem = if name.is_empty() {
+            Some("it is empty".to_owned())
+        } else {
+            branch_name_problem(name)
+        };
+        if let Some(problem) = problem {
+            self.push(
+                Diagnostic::new(
+                    format!("invalid branch name `{name}`: {problem}"),
+                    value.span(),
+                )
+                .with_hint("use a name git accepts, e.g. `default_branch = \"main\"`"),
+            );
+            return None;
+        }
+        Some(name.to_owned())
+    }
+
+    /// `what` names the table in messages, e.g. "`env`" or "`env` of job `build`".
+    fn env(&mut self, value: &Spanned<DeValue<'_>>, what: &str) -> Env {
+        let mut env = Env::new();
+        let Some(table) = self.table(what, value) else {
+            return env;
+        };
+        for (key, value) in table {
+            let name = key.get_ref().as_ref();
+            if !is_env_name(name) {
+                self.push(
+                    Diagnostic::new(
+                        format!("invalid environment variable name `{name}` in {what}"),
+                        key.span(),
+                    )
+                    .with_hint(
+                        "names use ASCII letters, digits and `_`, and do not start with a digit",
+                    ),
+                );
+            }
+            match value.get_ref() {
+                DeValue::String(s) => {
+                    env.insert(name.to_owned(), s.to_string());
+                }
+                other => {
+                    let mut d = Diagnostic::new(
+                        format!(
+                            "value of `{name}` in {what} must be a string, found {}",
+                            article(other.type_str())
+                        ),
+                        value.span(),
+                    );
+                    if matches!(
+                        other,
+                        DeValue::Integer(_) | DeValue::Float(_) | DeValue::Boolean(_)
+                    ) {
+                        d = d.with_hint(format!("quote it: `{name} = \"{}\"`", source_text(other)));
+                    }
+                    self.push(d);
+                }
+            }
+        }
+        env
+    }
+
+    fn jobs(&mut self, key: &Spanned<DeString<'_>>, value: &Spanned<DeValue<'_>>) -> Vec<Checked> {
+        let table = match value.get_ref() {
+            DeValue::Table(table) => table,
+            other => {
+                let mut d = Diagnostic::new(
+                    format!(
+                        "`jobs` must be a table, found {}",
+                        article(other.type_str())
+                    ),
+                    value.span(),
+                );
+                if matches!(other, DeValue::Array(_)) {
+                    d = d.with_hint("declare each job as `[jobs.NAME]`, not `[[jobs]]`");
+                }
+                self.push(d);
+                return Vec::new();
+            }
+        };
+        if table.is_empty() {
+            self.push(Diagnostic::new("no jobs defined", key.span()).with_hint(EMPTY_JOBS_HINT));
+        }
+        let names: Vec<&str> = table.keys().map(|k| k.get_ref().as_ref()).collect();
+        table
+            .iter()
+            .filter_map(|(key, value)| self.job(key, value, &names))
+            .collect()
+    }
+
+    fn job(
+        &mut self,
+        key: &Spanned<DeString<'_>>,
+        value: &Spanned<DeValue<'_>>,
+        names: &[&str],
+    ) -> Option<Checked> {
+        let name = key.get_ref().as_ref();
+        if let Some(problem) = ref_name_problem(name) {
+            self.push(
+                Diagnostic::new(format!("invalid job name `{name}`: {problem}"), key.span())
+                    .with_hint(format!("job {NAME_HINT}")),
+            );
+        }
+        let table = self.table(&format!("job `{name}`"), value)?;
+        let mut job = Job {
+            name: name.to_owned(),
+            steps: Vec::new(),
+            needs: Vec::new(),
+            on: vec![Event::Manual],
+            env: Env::new(),
+            timeout: None,
+            retries: 0,
+            dir: PathBuf::new(),
+            environment: None,
+            span: key.span(),
+        };
+        let mut needs_spans = Vec::new();
+        let mut has_run = false;
+        for (k, v) in table {
+            let field = k.get_ref().as_ref();
+            let what = format!("`{field}` in job `{name}`");
+            match field {
+                "run" => {
+                    has_run = true;
+                    job.steps = self.run(&what, v);
+                }
+                "needs" => {
+                    (job.needs, needs_spans) = self.needs(name, v, names);
+                }
+                "on" => job.on = self.on(&what, v),
+                "env" => job.env = self.env(v, &format!("`env` of job `{name}`")),
+                "timeout" => job.timeout = self.timeout(&what, v),
+                "retries" => job.retries = self.retries(&what, v),
+                "dir" => job.dir = self.dir(&what, v),
+                "environment" => job.environment = self.environment(&what, v),
+                _ => self.unknown_key(k, JOB_KEYS, &format!("in job `{name}`")),
+            }
+        }
+        if !has_run {
+            self.push(
+                Diagnostic::new(format!("job `{name}` has no `run`"), key.span())
+                    .with_hint("add the command to run, e.g. `run = \"make test\"`"),
+            );
+        }
+        Some(Checked { job, needs_spans })
+    }
+
+    fn run(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Vec<String> {
+        let empty = |span| {
+            Diagnostic::new(format!("empty {what}"), span)
+                .with_hint("give the shell command to run, e.g. `run = \"make test\"`")
+        };
+        match value.get_ref() {
+            DeValue::String(s) if s.trim().is_empty() => {
+                self.push(empty(value.span()));
+                Vec::new()
+            }
+            DeValue::String(s) => vec![s.to_string()],
+            DeValue::Array(steps) if steps.is_empty() => {
+                self.push(empty(value.span()));
+                Vec::new()
+            }
+            DeValue::Array(steps) => {
+                let mut out = Vec::new();
+                for step in steps.iter() {
+                    match step.get_ref() {
+                        DeValue::String(s) if s.trim().is_empty() => self.push(
+                            Diagnostic::new(format!("empty step in {what}"), step.span())
+                                .with_hint("remove it or give it a command"),
+                        ),
+                        DeValue::String(s) => out.push(s.to_string()),
+                        other => self.wrong_type(
+                            &format!("each step of {what}"),
+                            "a string",
+                            other,
+                            step,
+                        ),
+                    }
+                }
+                out
+            }
+            other => {
+                self.wrong_type(what, "a string or an array of strings", other, value);
+                Vec::new()
+            }
+        }
+    }
+
+    fn needs(
+        &mut self,
+        job: &str,
+        value: &Spanned<DeValue<'_>>,
+        names: &[&str],
+    ) -> (Vec<String>, Vec<Range<usize>>) {
+        let what = format!("`needs` in job `{job}`");
+        let entries = match value.get_ref() {
+            DeValue::Array(entries) => entries,
+            DeValue::String(s) => {
+                self.push(
+                    Diagnostic::new(
+                        format!("{what} must be an array, found a string"),
+                        value.span(),
+                    )
+                    .with_hint(format!("write `needs = [\"{s}\"]`")),
+                );
+                return (Vec::new(), Vec::new());
+            }
+            other => {
+                self.wrong_type(&what, "an array of job names", other, value);
+                return (Vec::new(), Vec::new());
+            }
+        };
+        let mut needs = Vec::new();
+        let mut spans = Vec::new();
+        for entry in entries.iter() {
+            let Some(need) = self.string(&format!("each entry of {what}"), entry) else {
+                continue;
+            };
+            if !names.contains(&need) {
+                let others = names.iter().copied().filter(|n| *n != job);
+                let hint = match suggest(need, others.clone()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("jobs in this file: {}", backticked(others)),
+                };
+                self.push(
+                    Diagnostic::new(
+                        format!("unknown job `{need}` in `needs` of job `{job}`"),
+                        entry.span(),
+                    )
+                    .with_hint(hint),
+                );
+            } else if needs.iter().any(|n| n == need) {
+                self.push(Diagnostic::new(
+                    format!("job `{need}` is listed twice in `needs` of job `{job}`"),
+                    entry.span(),
+                ));
+            } else {
+                needs.push(need.to_owned());
+                spans.push(entry.span());
+            }
+        }
+        (needs, spans)
+    }
+
+    fn on(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Vec<Event> {
+        let single = std::slice::from_ref(value);
+        let entries = match value.get_ref() {
+            DeValue::String(_) => single,
+            DeValue::Array(entries) => &entries[..],
+            other => {
+                self.wrong_type(what, "an array of event names", other, value);
+                return vec![Event::Manual];
+            }
+        };
+        let mut events = Vec::new();
+        for entry in entries {
+            let Some(name) = self.string(&format!("each entry of {what}"), entry) else {
+                continue;
+            };
+            match Event::parse(name) {
+                // Listing an event twice is harmless; keep the first.
+                Some(event) if events.contains(&event) => {}
+                Some(event) => events.push(event),
+                None => {
+                    let all = Event::ALL.map(Event::as_str);
+                    let hint = match suggest(name, all) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("events are {}", backticked(all)),
+                    };
+                    self.push(
+                        Diagnostic::new(format!("unknown event `{name}` in {what}"), entry.span())
+                            .with_hint(hint),
+                    );
+                }
+            }
+        }
+        events
+    }
+
+    fn timeout(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<std::time::Duration> {
+        if let DeValue::Integer(n) = value.get_ref() {
+            self.push(
+                Diagnostic::new(
+                    format!("{what} must be a string, found an integer"),
+                    value.span(),
+                )
+                .with_hint(format!("durations need a unit, e.g. `\"{}s\"`", n.as_str())),
+            );
+            return None;
+        }
+        let text = self.string(what, value)?;
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.push(
+                    Diagnostic::new(format!("{what} must be greater than zero"), value.span())
+                        .with_hint(format!(
+                            "remove it for no limit, or give one, {DURATION_HINT}"
+                        )),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.push(
+                    Diagnostic::new(
+                        format!("invalid duration `{text}` for {what}: {e}"),
+                        value.span(),
+                    )
+                    .with_hint(DURATION_HINT),
+                );
+                None
+            }
+        }
+    }
+
+    fn retries(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> u32 {
+        let DeValue::Integer(n) = value.get_ref() else {
+            self.wrong_type(what, "an integer", value.get_ref(), value);
+            return 0;
+        };
+        match i64::from_str_radix(n.as_str(), n.radix()) {
+            Ok(n @ 0..=MAX_RETRIES) => u32::try_from(n).unwrap_or(0),
+            _ => {
+                self.push(Diagnostic::new(
+                    format!(
+                        "{what} must be between 0 and {MAX_RETRIES}, found {}",
+                        source_text(value.get_ref())
+                    ),
+                    value.span(),
+                ));
+                0
+            }
+        }
+    }
+
+    fn dir(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> PathBuf {
+        let Some(raw) = self.string(what, value) else {
+            return PathBuf::new();
+        };
+        match resolve_dir(self.root, raw) {
+            Ok(dir) => dir,
+            Err(problem) => {
+                self.push(
+                    Diagnostic::new(format!("{what} {problem}"), value.span())
+                        .with_hint("`dir` is relative to the directory holding .pipeline.toml"),
+                );
+                PathBuf::new()
+            }
+        }
+    }
+
+    fn environment(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        let name = self.string(what, value)?;
+        if name.is_empty() {
+            self.push(
+                Diagnostic::new(format!("empty {what}"), value.span())
+                    .with_hint("name the deploy target, e.g. `environment = \"staging\"`"),
+            );
+            return None;
+        }
+        // The name becomes part of `refs/weir/deploy/<environment>`.
+        if let Some(problem) = ref_name_problem(name) {
+            self.push(
+                Diagnostic::new(
+                    format!("invalid environment name `{name}`: {problem}"),
+                    value.span(),
+                )
+                .with_hint(format!("environment {NAME_HINT}")),
+            );
+            return None;
+        }
+        Some(name.to_owned())
+    }
+
+    /// One diagnostic per strongly connected group of jobs, naming one cycle through it that
+    /// starts at the group's first job in file order.
+    fn cycles(&mut self, jobs: &[Checked]) {
+        let index: HashMap<&str, usize> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.job.name.as_str(), i))
+            .collect();
+        let edges: Vec<Vec<(usize, Range<usize>)>> = jobs
+            .iter()
+            .map(|c| {
+                c.job
+                    .needs
+                    .iter()
+                    .zip(&c.needs_spans)
+                    .filter_map(|(n, span)| Some((*index.get(n.as_str())?, span.clone())))
+                    .collect()
+            })
+            .collect();
+        let reach: Vec<Vec<bool>> = (0..jobs.len()).map(|s| reachable(&edges, s)).collect();
+        let mut reported = vec![false; jobs.len()];
+        for start in 0..jobs.len() {
+            if reported[start] || !reach[start][start] {
+                continue;
+            }
+            for (other, done) in reported.iter_mut().enumerate() {
+                *done |= reach[start][other] && reach[other][start];
+            }
+            let path = shortest_cycle(&edges, start);
+            let names: Vec<&str> = path.iter().map(|&i| jobs[i].job.name.as_str()).collect();
+            let span = edges[start]
+                .iter()
+                .find(|(to, _)| Some(to) == path.get(1))
+                .map_or(jobs[start].job.span.clone(), |(_, span)| span.clone());
+            self.push(
+                Diagnostic::new(format!("dependency cycle: {}", names.join(" → ")), span)
+                    .with_hint("a job cannot need itself, directly or through other jobs"),
+            );
+        }
+    }
+
+    fn table<'v, 'i>(
+        &mut self,
+        what: &str,
+        value: &'v Spanned<DeValue<'i>>,
+    ) -> Option<&'v DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(table) => Some(table),
+            other => {
+                self.wrong_type(what, "a table", other, value);
+                None
+            }
+        }
+    }
+
+    fn string<'v>(&mut self, what: &str, value: &'v Spanned<DeValue<'_>>) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s),
+            other => {
+                self.wrong_type(what, "a string", other, value);
+                None
+            }
+        }
+    }
+
+    fn wrong_type(
+        &mut self,
+        what: &str,
+        expected: &str,
+        found: &DeValue<'_>,
+        at: &Spanned<DeValue<'_>>,
+    ) {
+        self.push(Diagnostic::new(
+            format!(
+                "{what} must be {expected}, found {}",
+                article(found.type_str())
+            ),
+            at.span(),
+        ));
+    }
+
+    fn unknown_key(&mut self, key: &Spanned<DeString<'_>>, valid: &[&str], context: &str) {
+        let name = key.get_ref().as_ref();
+        let hint = match suggest(name, valid.iter().copied()) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("valid keys here: {}", backticked(valid.iter().copied())),
+        };
+        self.push(
+            Diagnostic::new(format!("unknown key `{name}` {context}"), key.span()).with_hint(hint),
+        );
+    }
+}
+
+/// `raw` normalised to a path under `root` naming an existing directory, or what is wrong with it.
+fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
+    let mut dir = PathBuf::new();
+    for component in Path::new(raw).components() {
+        match component {
+            Component::Normal(part) => dir.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !dir.pop() {
+                    return Err(format!("`{raw}` leaves the pipeline root"));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("must be a relative path, found `{raw}`"));
+            }
+        }
+    }
+    let full = root.join(&dir);
+    if !full.is_dir() {
+        let state = if full.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
+        return Err(format!("`{raw}` {state}"));
+    }
+    // A symlink inside the tree could still lead out of it; lexical checks cannot see that.
+    if let (Ok(root), Ok(real)) = (root.canonicalize(), full.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(format!(
+            "`{raw}` leads outside the pipeline root through a symlink"
+        ));
+    }
+    Ok(dir)
+}
+
+/// Jobs reachable from `start` by at least one step (so `start` itself only if on a cycle).
+fn reachable(edges: &[Vec<(usize, Range<usize>)>], start: usize) -> Vec<bool> {
+    let mut seen = vec![false; edges.len()];
+    let mut stack: Vec<usize> = edges[start].iter().map(|(to, _)| *to).collect();
+    while let Some(node) = stack.pop() {
+        if !std::mem::replace(&mut seen[node], true) {
+            stack.extend(edges[node].iter().map(|(to, _)| *to));
+        }
+    }
+    seen
+}
+
+/// `start → … → start`, shortest first; only called when `start` is on a cycle.
+fn shortest_cycle(edges: &[Vec<(usize, Range<usize>)>], start: usize) -> Vec<usize> {
+    let mut parent: Vec<Option<usize>> = vec![None; edges.len()];
+    let mut queue = VecDeque::from([start]);
+    let mut seen = HashSet::from([start]);
+    let mut last = start;
+    'search: while let Some(node) = queue.pop_front() {
+        for &(to, _) in &edges[node] {
+            if to == start {
+                last = node;
+                break 'search;
+            }
+            if seen.insert(to) {
+                parent[to] = Some(node);
+                queue.push_back(to);
+            }
+        }
+    }
+    let mut path = vec![start];
+    let mut node = last;
+    while node != start {
+        path.push(node);
+        node = parent[node].unwrap_or(start);
+    }
+    path.push(start);
+    let inner = path.len() - 1;
+    path[1..inner].reverse();
+    path
+}
+
+/// Why `name` cannot be a job or environment name, which ends up inside a git ref name.
+fn ref_name_problem(name: &str) -> Option<String> {
+    let Some(first) = name.chars().next() else {
+        return Some("it is empty".to_owned());
+    };
+    if name.chars().count() > MAX_NAME_LEN {
+        return Some(format!("it is longer than {MAX_NAME_LEN} characters"));
+    }
+    if !(first.is_ascii_alphanumeric() || first == '_') {
+        return Some(format!("it starts with {}", describe(first)));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Some(format!("it contains {}", describe(c)));
+    }
+    if name.contains("..") {
+        return Some("it contains `..`".to_owned());
+    }
+    if name.ends_with(".lock") {
+        return Some("it ends in `.lock`".to_owned());
+    }
+    if name.ends_with('.') {
+        return Some("it ends in `.`".to_owned());
+    }
+    None
+}
+
+/// The rules of `git check-ref-format --branch` that a single name can break.
+fn branch_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return Some(format!("it contains {}", describe(c)));
+    }
+    for bad in ["..", "@{", "//"] {
+        if name.contains(bad) {
+            return Some(format!("it contains `{bad}`"));
+        }
+    }
+    if name == "@" {
+        return Some("it is `@`".to_owned());
+    }
+    if name.starts_with('-') || name.starts_with('/') {
+        return Some(format!("it starts with `{}`", &name[..1]));
+    }
+    if name.ends_with('/') || name.ends_with('.') {
+        return Some(format!("it ends in `{}`", &name[name.len() - 1..]));
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return Some("a part starts with `.` or ends in `.lock`".to_owned());
+    }
+    None
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn describe(c: char) -> String {
+    match c {
+        ' ' => "a space".to_owned(),
+        c if c.is_control() || c.is_whitespace() => format!("`{}`", c.escape_debug()),
+        c => format!("`{c}`"),
+    }
+}
+
+fn article(type_name: &str) -> String {
+    let an = type_name.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {type_name}", if an { "an" } else { "a" })
+}
+
+/// The value as written, for echoing back in hints.
+fn source_text(value: &DeValue<'_>) -> String {
+    match value {
+        DeValue::Integer(n) if n.radix() == 10 => n.as_str().to_owned(),
+        DeValue::Integer(n) => i128::from_str_radix(n.as_str(), n.radix())
+            .map_or_else(|_| n.as_str().to_owned(), |n| n.to_string()),
+        DeValue::Float(f) => f.as_str().to_owned(),
+        DeValue::Boolean(b) => b.to_string(),
+        other => other.type_str().to_owned(),
+    }
+}
+
+fn backticked<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
+    words
+        .into_iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The closest candidate, if close enough that the user most likely meant it.
+fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn parse_in(root: &Path, src: &str) -> Result<Pipeline, Error> {
+        parse(FILE_NAME, &root.join(FILE_NAME), root, src.as_bytes())
+    }
+
+    fn valid(src: &str) -> Pipeline {
+        match parse_in(Path::new("/nonexistent"), src) {
+            Ok(p) => p,
+            Err(e) => panic!("expected a valid file, got:\n{e}"),
+        }
+    }
+
+    fn errors_in(root: &Path, src: &str) -> String {
+        match parse_in(root, src) {
+            Err(Error::Invalid(d)) => d.to_string(),
+            other => panic!("expected diagnostics, got {other:?}"),
+        }
+    }
+
+    fn errors(src: &str) -> String {
+        errors_in(Path::new("/nonexistent"), src)
+    }
+
+    /// Each needle must appear in the rendered output, which is shown on failure.
+    #[track_caller]
+    fn assert_has(out: &str, needles: &[&str]) {
+        for needle in needles {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn a_full_file_becomes_the_model() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("web/app")).unwrap();
+        let src = r#"
+[pipeline]
+default_branch = "trunk"
+
+[env]
+CARGO_TERM_COLOR = "never"
+_X1 = ""
+
+[jobs.fmt]
+on = "pre-commit"
+run = "cargo fmt --check"
+
+[jobs.build]
+on = ["pre-push", "merge", "watch", "merge"]
+needs = ["fmt"]
+run = ["cargo build", "cargo test"]
+timeout = "1h 30m"
+retries = 2
+dir = "./web/app/"
+env = { RUST_LOG = "debug" }
+
+[jobs.staging]
+needs = ["build", "fmt"]
+environment = "staging"
+run = "./deploy.sh staging"
+"#;
+        let p = parse_in(root.path(), src).unwrap();
+        assert_eq!(p.path, root.path().join(".pipeline.toml"));
+        assert_eq!(p.root, root.path());
+        assert_eq!(p.default_branch.as_deref(), Some("trunk"));
+        assert_eq!(
+            p.env,
+            BTreeMap::from([
+                ("CARGO_TERM_COLOR".to_owned(), "never".to_owned()),
+                ("_X1".to_owned(), String::new()),
+            ])
+        );
+        let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["fmt", "build", "staging"]);
+
+        let fmt = p.job("fmt").unwrap();
+        assert_eq!(fmt.steps, ["cargo fmt --check"]);
+        assert_eq!(fmt.on, [Event::PreCommit]);
+        assert_eq!(&src[fmt.span.clone()], "fmt");
+
+        let build = p.job("build").unwrap();
+        assert_eq!(build.steps, ["cargo build", "cargo test"]);
+        assert_eq!(build.needs, ["fmt"]);
+        assert_eq!(build.on, [Event::PrePush, Event::Merge, Event::Watch]);
+        assert_eq!(build.timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(build.retries, 2);
+        assert_eq!(build.dir, Path::new("web/app"));
+        assert_eq!(
+            build.env,
+            BTreeMap::from([("RUST_LOG".to_owned(), "debug".to_owned())])
+        );
+        assert_eq!(build.environment, None);
+
+        let staging = p.job("staging").unwrap();
+        assert_eq!(staging.needs, ["build", "fmt"]);
+        assert_eq!(staging.environment.as_deref(), Some("staging"));
+    }
+
+    #[test]
+    fn absent_keys_take_their_defaults() {
+        let p = valid("[jobs.a]\nrun = \"true\"\n");
+        assert_eq!(p.default_branch, None);
+        assert!(p.env.is_empty());
+        let a = &p.jobs[0];
+        assert_eq!(a.on, [Event::Manual]);
+        assert!(a.needs.is_empty());
+        assert!(a.env.is_empty());
+        assert_eq!(a.timeout, None);
+        assert_eq!(a.retries, 0);
+        assert_eq!(a.dir, PathBuf::new());
+        assert_eq!(a.environment, None);
+    }
+
+    #[test]
+    fn inline_job_tables_and_a_diamond_are_fine() {
+        let p = valid(
+            "[jobs]\na = { run = \"x\" }\nb = { run = \"x\", needs = [\"a\"] }\n\
+             c = { run = \"x\", needs = [\"a\"] }\nd = { run = \"x\", needs = [\"b\", \"c\"] }\n",
+        );
+        assert_eq!(p.jobs.len(), 4);
+        assert_eq!(p.job("d").unwrap().needs, ["b", "c"]);
+    }
+
+    #[test]
+    fn unknown_job_key_suggests_the_closest() {
+        let src = "[jobs.build]\nrun = \"make\"\n\n\nneds = [\"lint\"]\n";
+        assert_eq!(
+            errors(src),
+            "error: unknown key `neds` in job `build`\n \
+             --> .pipeline.toml:5:1\n  \
+             |\n\
+             5 | neds = [\"lint\"]\n  \
+             | ^^^^\n  \
+             = help: did you mean `needs`?\n\
+             \n\
+             1 error in .pipeline.toml"
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_lists_the_valid_ones() {
+        let out = errors("colour = true\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: unknown key `colour` at the top level\n",
+                ".pipeline.toml:1:1\n",
+                "1 | colour = true\n  | ^^^^^^\n",
+                "= help: valid keys here: `pipeline`, `env`, `jobs`",
+            ],
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_pipeline_section() {
+        let out = errors("[pipeline]\ndefault-branch = \"main\"\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: unknown key `default-branch` in `[pipeline]`\n",
+                ".pipeline.toml:2:1\n",
+                "2 | default-branch = \"main\"\n  | ^^^^^^^^^^^^^^\n",
+                "= help: did you mean `default_branch`?",
+            ],
+        );
+    }
+
+    #[test]
+    fn toml_syntax_error_points_where_toml_says() {
+        let out = errors("[jobs.a]\nrun = 'make\n");
+        assert_has(
+            &out,
+            &[
+                "error: invalid literal string, expected `'`\n",
+                ".pipeline.toml:2:12\n",
+                "2 | run = 'make\n  |            ^\n",
+                "1 error in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_job_defined_twice_says_so() {
+        let src = "[jobs.build]\nrun = \"a\"\n\n[jobs.build]\nrun = \"b\"\n";
+        assert_eq!(
+            errors(src),
+            "error: job `build` is defined twice\n \
+             --> .pipeline.toml:4:7\n  \
+             |\n\
+             4 | [jobs.build]\n  \
+             |       ^^^^^\n  \
+             = help: each job name must appear once\n\
+             \n\
+             1 error in .pipeline.toml"
+        );
+    }
+
+    #[test]
+    fn a_key_repeated_in_a_job_is_a_duplicate_key() {
+        let out = errors("[jobs.a]\nrun = \"a\"\nrun = \"b\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: duplicate key `run`\n",
+                ".pipeline.toml:3:1\n",
+                "3 | run = \"b\"\n  | ^^^\n",
+            ],
+        );
+        assert!(!out.contains("help:"), "{out}");
+    }
+
+    #[test]
+    fn invalid_utf8_points_at_the_first_bad_byte() {
+        let bytes = b"[jobs.a]\nrun = \"caf\xe9\"\n";
+        let out = match parse(
+            FILE_NAME,
+            Path::new("/x/.pipeline.toml"),
+            Path::new("/x"),
+            bytes,
+        ) {
+            Err(Error::Invalid(d)) => d.to_string(),
+            other => panic!("expected diagnostics, got {other:?}"),
+        };
+        assert_has(
+            &out,
+            &[
+                "error: the file is not valid UTF-8\n",
+                ".pipeline.toml:2:11\n",
+                "2 | run = \"caf\u{FFFD}\"\n  |           ^\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn env_values_must_be_strings() {
+        let out =
+            errors("[env]\nPORT = 8080\nOK = \"1\"\n[jobs.a]\nrun = \"x\"\nenv.DEBUG = true\n");
+        assert_has(
+            &out,
+            &[
+                "error: value of `PORT` in `env` must be a string, found an integer\n",
+                ".pipeline.toml:2:8\n",
+                "2 | PORT = 8080\n  |        ^^^^\n",
+                "= help: quote it: `PORT = \"8080\"`",
+                "error: value of `DEBUG` in `env` of job `a` must be a string, found a boolean\n",
+                ".pipeline.toml:6:13\n",
+                "6 | env.DEBUG = true\n  |             ^^^^\n",
+                "= help: quote it: `DEBUG = \"true\"`",
+                "2 errors in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn env_names_must_be_shell_names() {
+        let out = errors("[env]\n\"1X\" = \"a\"\n\"MY-VAR\" = \"b\"\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: invalid environment variable name `1X` in `env`\n",
+                ".pipeline.toml:2:1\n",
+                "2 | \"1X\" = \"a\"\n  | ^^^^\n",
+                "error: invalid environment variable name `MY-VAR` in `env`\n",
+                ".pipeline.toml:3:1\n",
+                "2 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_file_without_jobs_is_an_error() {
+        let out = errors("[pipeline]\ndefault_branch = \"main\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: no jobs defined\n",
+                ".pipeline.toml:1:1\n",
+                "1 | [pipeline]\n  | ^\n",
+                "= help: add a job, e.g. `[jobs.build]` with `run = \"make\"`",
+            ],
+        );
+    }
+
+    #[test]
+    fn an_empty_jobs_table_is_an_error() {
+        let out = errors("[jobs]\n");
+        assert_has(
+            &out,
+            &[
+                "error: no jobs defined\n",
+                ".pipeline.toml:1:2\n",
+                "1 | [jobs]\n  |  ^^^^\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn array_of_jobs_gets_a_hint() {
+        let out = errors("[[jobs]]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: `jobs` must be a table, found an array\n",
+                ".pipeline.toml:1:1\n",
+                "= help: declare each job as `[jobs.NAME]`, not `[[jobs]]`",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_job_must_be_a_table() {
+        let out = errors("[jobs]\nbuild = \"make\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: job `build` must be a table, found a string\n",
+                ".pipeline.toml:2:9\n",
+                "2 | build = \"make\"\n  |         ^^^^^^\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn run_is_required_and_not_empty() {
+        let src = "[jobs.a]\nneeds = []\n\n[jobs.b]\nrun = \"  \"\n\n[jobs.c]\nrun = []\n\n\
+                   [jobs.d]\nrun = [\"make\", \"\"]\n\n[jobs.e]\nrun = 3\n\n[jobs.f]\nrun = [\"x\", 1]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: job `a` has no `run`\n",
+                ".pipeline.toml:1:7\n",
+                "1 | [jobs.a]\n  |       ^\n",
+                "error: empty `run` in job `b`\n",
+                ".pipeline.toml:5:7\n",
+                "5 | run = \"  \"\n  |       ^^^^\n",
+                "error: empty `run` in job `c`\n",
+                ".pipeline.toml:8:7\n",
+                "8 | run = []\n  |       ^^\n",
+                "error: empty step in `run` in job `d`\n",
+                ".pipeline.toml:11:16\n",
+                "11 | run = [\"make\", \"\"]\n   |                ^^\n",
+                "error: `run` in job `e` must be a string or an array of strings, found an integer\n",
+                ".pipeline.toml:14:7\n",
+                "error: each step of `run` in job `f` must be a string, found an integer\n",
+                ".pipeline.toml:17:13\n",
+                "6 errors in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn needs_must_name_jobs_in_the_file() {
+        let src = "[jobs.lint]\nrun = \"x\"\n[jobs.build]\nrun = \"x\"\n\
+                   needs = [\"lnt\", \"zzz\", \"lint\", \"lint\"]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: unknown job `lnt` in `needs` of job `build`\n",
+                ".pipeline.toml:5:10\n",
+                "5 | needs = [\"lnt\", \"zzz\", \"lint\", \"lint\"]\n  |          ^^^^^\n",
+                "= help: did you mean `lint`?",
+                "error: unknown job `zzz` in `needs` of job `build`\n",
+                ".pipeline.toml:5:17\n",
+                "= help: jobs in this file: `lint`\n",
+                "error: job `lint` is listed twice in `needs` of job `build`\n",
+                ".pipeline.toml:5:32\n",
+                "3 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn needs_as_a_string_gets_a_hint() {
+        let out = errors("[jobs.a]\nrun = \"x\"\n[jobs.b]\nrun = \"x\"\nneeds = \"a\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: `needs` in job `b` must be an array, found a string\n",
+                ".pipeline.toml:5:9\n",
+                "5 | needs = \"a\"\n  |         ^^^\n",
+                "= help: write `needs = [\"a\"]`",
+            ],
+        );
+    }
+
+    #[test]
+    fn on_accepts_known_events_only() {
+        let out = errors("[jobs.a]\nrun = \"x\"\non = [\"pre_commit\", \"nightly\", 3]\n");
+        assert_has(
+            &out,
+            &[
+                "error: unknown event `pre_commit` in `on` in job `a`\n",
+                ".pipeline.toml:3:7\n",
+                "3 | on = [\"pre_commit\", \"nightly\", 3]\n  |       ^^^^^^^^^^^^\n",
+                "= help: did you mean `pre-commit`?",
+                "error: unknown event `nightly` in `on` in job `a`\n",
+                ".pipeline.toml:3:21\n",
+                "= help: events are `manual`, `pre-commit`, `pre-push`, `merge`, `watch`",
+                "error: each entry of `on` in job `a` must be a string, found an integer\n",
+                ".pipeline.toml:3:32\n",
+                "3 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn timeout_must_be_a_positive_duration() {
+        let src = "[jobs.a]\nrun = \"x\"\ntimeout = \"5 parsecs\"\n[jobs.b]\nrun = \"x\"\n\
+                   timeout = \"0s\"\n[jobs.c]\nrun = \"x\"\ntimeout = 90\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: invalid duration `5 parsecs` for `timeout` in job `a`: unknown time unit \"parsecs\"",
+                ".pipeline.toml:3:11\n",
+                "3 | timeout = \"5 parsecs\"\n  |           ^^^^^^^^^^^\n",
+                "= help: e.g. \"90s\", \"10m\", \"1h\"\n",
+                "error: `timeout` in job `b` must be greater than zero\n",
+                ".pipeline.toml:6:11\n",
+                "error: `timeout` in job `c` must be a string, found an integer\n",
+                ".pipeline.toml:9:11\n",
+                "= help: durations need a unit, e.g. `\"90s\"`",
+            ],
+        );
+    }
+
+    #[test]
+    fn retries_must_be_a_small_non_negative_integer() {
+        let src = "[jobs.a]\nrun = \"x\"\nretries = \"3\"\n[jobs.b]\nrun = \"x\"\nretries = -1\n\
+                   [jobs.c]\nrun = \"x\"\nretries = 0x65\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: `retries` in job `a` must be an integer, found a string\n",
+                ".pipeline.toml:3:11\n",
+                "3 | retries = \"3\"\n  |           ^^^\n",
+                "error: `retries` in job `b` must be between 0 and 100, found -1\n",
+                ".pipeline.toml:6:11\n",
+                "error: `retries` in job `c` must be between 0 and 100, found 101\n",
+                ".pipeline.toml:9:11\n",
+            ],
+        );
+        assert_eq!(
+            valid("[jobs.a]\nrun = \"x\"\nretries = 100\n").jobs[0].retries,
+            100
+        );
+    }
+
+    #[test]
+    fn dir_must_be_an_existing_directory_under_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("web")).unwrap();
+        std::fs::write(root.path().join("notes.txt"), "").unwrap();
+        let src = "[jobs.a]\nrun = \"x\"\ndir = \"/etc\"\n[jobs.b]\nrun = \"x\"\ndir = \"web/../..\"\n\
+                   [jobs.c]\nrun = \"x\"\ndir = \"api\"\n[jobs.d]\nrun = \"x\"\ndir = \"notes.txt\"\n\
+                   [jobs.e]\nrun = \"x\"\ndir = 1\n";
+        let out = errors_in(root.path(), src);
+        assert_has(
+            &out,
+            &[
+                "error: `dir` in job `a` must be a relative path, found `/etc`\n",
+                ".pipeline.toml:3:7\n",
+                "3 | dir = \"/etc\"\n  |       ^^^^^^\n",
+                "= help: `dir` is relative to the directory holding .pipeline.toml",
+                "error: `dir` in job `b` `web/../..` leaves the pipeline root\n",
+                ".pipeline.toml:6:7\n",
+                "error: `dir` in job `c` `api` does not exist\n",
+                ".pipeline.toml:9:7\n",
+                "error: `dir` in job `d` `notes.txt` is not a directory\n",
+                ".pipeline.toml:12:7\n",
+                "error: `dir` in job `e` must be a string, found an integer\n",
+                "5 errors in",
+            ],
+        );
+        let p = parse_in(
+            root.path(),
+            "[jobs.a]\nrun = \"x\"\ndir = \"web/../web/.\"\n",
+        )
+        .unwrap();
+        assert_eq!(p.jobs[0].dir, Path::new("web"));
+        let p = parse_in(root.path(), "[jobs.a]\nrun = \"x\"\ndir = \".\"\n").unwrap();
+        assert_eq!(p.jobs[0].dir, PathBuf::new());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dir_cannot_escape_through_a_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out")).unwrap();
+        let out = errors_in(root.path(), "[jobs.a]\nrun = \"x\"\ndir = \"out\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: `dir` in job `a` `out` leads outside the pipeline root through a symlink\n",
+                ".pipeline.toml:3:7\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn environment_is_a_ref_safe_name() {
+        let src = "[jobs.a]\nrun = \"x\"\nenvironment = \"\"\n[jobs.b]\nrun = \"x\"\nenvironment = \"prod/eu\"\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: empty `environment` in job `a`\n",
+                ".pipeline.toml:3:15\n",
+                "3 | environment = \"\"\n  |               ^^\n",
+                "error: invalid environment name `prod/eu`: it contains `/`\n",
+                ".pipeline.toml:6:15\n",
+            ],
+        );
+    }
+
+    #[test]
+    fn job_names_must_be_safe_in_a_ref() {
+        let long = "j".repeat(101);
+        let src = format!(
+            "[jobs.\"a b\"]\nrun = \"x\"\n[jobs.-x]\nrun = \"x\"\n[jobs.\"a..b\"]\nrun = \"x\"\n\
+             [jobs.\"x.lock\"]\nrun = \"x\"\n[jobs.\"x.\"]\nrun = \"x\"\n[jobs.{long}]\nrun = \"x\"\n\
+             [jobs.\"\"]\nrun = \"x\"\n[jobs.\"café\"]\nrun = \"x\"\n"
+        );
+        let out = errors(&src);
+        assert_has(
+            &out,
+            &[
+                "error: invalid job name `a b`: it contains a space\n",
+                ".pipeline.toml:1:7\n",
+                "1 | [jobs.\"a b\"]\n  |       ^^^^^\n",
+                "= help: job names may contain ASCII letters, digits, `_`, `.` and `-`",
+                "error: invalid job name `-x`: it starts with `-`\n",
+                ".pipeline.toml:3:7\n",
+                "error: invalid job name `a..b`: it contains `..`\n",
+                "error: invalid job name `x.lock`: it ends in `.lock`\n",
+                "error: invalid job name `x.`: it ends in `.`\n",
+                "it is longer than 100 characters\n",
+                "error: invalid job name ``: it is empty\n",
+                "error: invalid job name `café`: it contains `é`\n",
+                "8 errors in",
+            ],
+        );
+        assert_eq!(
+            valid(&format!("[jobs.{}]\nrun = \"x\"\n", &long[1..]))
+                .jobs
+                .len(),
+            1
+        );
+        assert_eq!(valid("[jobs.\"_a-b.c\"]\nrun = \"x\"\n").jobs.len(), 1);
+    }
+
+    #[test]
+    fn default_branch_must_be_a_branch_name() {
+        let out = errors("[pipeline]\ndefault_branch = \"my branch\"\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: invalid branch name `my branch`: it contains a space\n",
+                ".pipeline.toml:2:18\n",
+                "2 | default_branch = \"my branch\"\n  |                  ^^^^^^^^^^^\n",
+            ],
+        );
+        let out = errors("[pipeline]\ndefault_branch = \"\"\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(&out, &["error: invalid branch name ``: it is empty\n"]);
+        for bad in ["-x", "a..b", "x.lock", "a/.b", "x/", "@", "a:b"] {
+            let src = format!("[pipeline]\ndefault_branch = \"{bad}\"\n[jobs.a]\nrun = \"x\"\n");
+            assert_has(&errors(&src), &[&format!("invalid branch name `{bad}`")]);
+        }
+        let p = valid("[pipeline]\ndefault_branch = \"release/v1.2\"\n[jobs.a]\nrun = \"x\"\n");
+        assert_eq!(p.default_branch.as_deref(), Some("release/v1.2"));
+    }
+
+    #[test]
+    fn a_cycle_is_named_in_order_at_its_first_job() {
+        let src = "[jobs.a]\nrun = \"x\"\nneeds = [\"b\"]\n\n[jobs.b]\nrun = \"x\"\nneeds = [\"c\"]\n\n\
+                   [jobs.c]\nrun = \"x\"\nneeds = [\"a\"]\n";
+        assert_eq!(
+            errors(src),
+            "error: dependency cycle: a → b → c → a\n \
+             --> .pipeline.toml:3:10\n  \
+             |\n\
+             3 | needs = [\"b\"]\n  \
+             |          ^^^\n  \
+             = help: a job cannot need itself, directly or through other jobs\n\
+             \n\
+             1 error in .pipeline.toml"
+        );
+    }
+
+    #[test]
+    fn every_cycle_is_reported_including_a_self_need() {
+        let src = "[jobs.s]\nrun = \"x\"\nneeds = [\"s\"]\n[jobs.a]\nrun = \"x\"\nneeds = [\"ok\", \"b\"]\n\
+                   [jobs.b]\nrun = \"x\"\nneeds = [\"a\"]\n[jobs.ok]\nrun = \"x\"\n\
+                   [jobs.top]\nrun = \"x\"\nneeds = [\"a\"]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: dependency cycle: s → s\n",
+                ".pipeline.toml:3:10\n",
+                "error: dependency cycle: a → b → a\n",
+                ".pipeline.toml:6:16\n",
+                "6 | needs = [\"ok\", \"b\"]\n  |                ^^^\n",
+                "2 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn every_error_in_a_file_is_reported_in_source_order() {
+        let src = "[jobs.build]\nrun = \"\"\nretries = \"x\"\nneeds = [\"nope\"]\nneds = 1\n";
+        let out = errors(src);
+        let order = [
+            "empty `run` in job `build`",
+            "`retries` in job `build` must be an integer",
+            "unknown job `nope`",
+            "unknown key `neds`",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|m| {
+                out.find(m)
+                    .unwrap_or_else(|| panic!("missing {m:?} in:\n{out}"))
+            })
+            .collect();
+        assert!(positions.is_sorted(), "out of order:\n{out}");
+        assert!(out.ends_with("\n4 errors in .pipeline.toml"), "{out}");
+    }
+
+    #[test]
+    fn load_walks_up_to_the_nearest_file() {
+        let repo = tempfile::tempdir().unwrap();
+        let deep = repo.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(repo.path().join(FILE_NAME), "[jobs.top]\nrun = \"x\"\n").unwrap();
+
+        let p = load(&deep, repo.path()).unwrap();
+        assert_eq!(p.jobs[0].name, "top");
+        assert_eq!(p.root, repo.path());
+        assert_eq!(p.path, repo.path().join(FILE_NAME));
+
+        std::fs::write(
+            repo.path().join("a").join(FILE_NAME),
+            "[jobs.mid]\nrun = \"x\"\n",
+        )
+        .unwrap();
+        let p = load(&deep, repo.path()).unwrap();
+        assert_eq!(p.jobs[0].name, "mid");
+        assert_eq!(p.root, repo.path().join("a"));
+    }
+
+    #[test]
+    fn load_shows_the_path_relative_to_cwd() {
+        let repo = tempfile::tempdir().unwrap();
+        let deep = repo.path().join("a/b");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(repo.path().join(FILE_NAME), "[jobs.top]\nrun = 1\n").unwrap();
+        let from_deep = load(&deep, repo.path()).unwrap_err().to_string();
+        assert_has(
+            &from_deep,
+            &[
+                "--> ../../.pipeline.toml:2:7\n",
+                "1 error in ../../.pipeline.toml",
+            ],
+        );
+        let from_root = load(repo.path(), repo.path()).unwrap_err().to_string();
+        assert_has(&from_root, &["--> .pipeline.toml:2:7\n"]);
+    }
+
+    #[test]
+    fn load_without_a_file_says_where_it_looked() {
+        let repo = tempfile::tempdir().unwrap();
+        let deep = repo.path().join("a");
+        std::fs::create_dir_all(&deep).unwrap();
+        let err = load(&deep, repo.path()).unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no .pipeline.toml in {} or any parent up to the repository root {}\n\
+                 help: run `weir init` to create one",
+                deep.display(),
+                repo.path().display()
+            )
+        );
+        let at_root = load(repo.path(), repo.path()).unwrap_err().to_string();
+        assert!(
+            at_root.starts_with(&format!(
+                "no .pipeline.toml in the repository root {}\n",
+                repo.path().display()
+            )),
+            "{at_root}"
+        );
+    }
+
+    #[test]
+    fn load_reports_unreadable_files() {
+        let repo = tempfile::tempdir().unwrap();
+        // A directory named like the file cannot be read as one.
+        std::fs::create_dir(repo.path().join(FILE_NAME)).unwrap();
+        let err = load(repo.path(), repo.path()).unwrap_err();
+        assert!(matches!(err, Error::Read { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot read {}", repo.path().join(FILE_NAME).display())
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! Every environment variable weir reads, read here and nowhere else (clippy's
+//! `disallowed-methods` enforces it), so the set that changes weir's behaviour is easy to audit.
+
+use std::ffi::OsString;
+
+/// The variables a job inherits from weir's own environment; everything else is cleared so that
+/// a job sees the same environment on every machine and git's own variables (`GIT_DIR`,
+/// `GIT_INDEX_FILE`, …) never leak into it.
+pub const JOB_ALLOWLIST: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "TERM", "TMPDIR"];
+
+/// The allowlisted variables that are set in weir's environment, in allowlist order.
+pub fn job_passthrough() -> Vec<(&'static str, OsString)> {
+    JOB_ALLOWLIST
+        .iter()
+        .filter_map(|name| {
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "this is the one place env is read"
+            )]
+            let value = std::env::var_os(name);
+            value.map(|v| (*name, v))
+        })
+        .collect()
+}
+
+/// `WEIR_LOG` sets the tracing filter for weir's own diagnostics (off by default).
+pub fn log_filter() -> Option<String> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place env is read"
+    )]
+    std::env::var("WEIR_LOG").ok()
+}

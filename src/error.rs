@@ -1,0 +1,69 @@
+//! The top-level error, how it maps to an exit code, and the exit codes themselves.
+
+use crate::{config, git, graph, store};
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const SUCCESS: u8 = 0;
+    /// A job failed.
+    pub const FAILURE: u8 = 1;
+    /// Bad usage or configuration; nothing ran.
+    pub const USAGE: u8 = 2;
+    /// Interrupted by Ctrl-C (or SIGTERM).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Graph(#[from] graph::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Graph(_) | Error::Usage { .. } => exit::USAGE,
+            Error::Git(git::Error::NotARepository(_) | git::Error::Bare(_)) => exit::USAGE,
+            Error::Store(store::Error::NotFound(_) | store::Error::Ambiguous { .. }) => exit::USAGE,
+            Error::Git(_) | Error::Store(_) | Error::Io { .. } => exit::FAILURE,
+        }
+    }
+
+    /// What to do about it, when weir can tell.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Graph(e) => e.hint(),
+            Error::Store(e) => e.hint(),
+            Error::Git(git::Error::NotARepository(_)) => {
+                Some("weir runs inside a git repository; `git init` makes one".to_owned())
+            }
+            Error::Usage { hint, .. } => hint.clone(),
+            // Config errors carry their hints in their own rendering.
+            Error::Config(_) | Error::Git(_) | Error::Io { .. } => None,
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

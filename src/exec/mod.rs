@@ -1,0 +1,10 @@
+//! Running jobs: the scheduler walks the DAG, each job's steps run as process groups with their
+//! output captured within a fixed budget, and timeouts and Ctrl-C end whole process trees.
+
+mod capture;
+mod process;
+mod scheduler;
+
+pub use capture::CappedLog;
+pub use process::Stop;
+pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};

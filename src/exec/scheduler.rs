@@ -1,0 +1,336 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::capture::{CappedLog, LineSplitter};
+use super::process::{Step, StepEnd, Stop, run_step};
+use crate::report::{JobStatus, RunEvent, RunOutcome};
+
+/// Bytes of a failed job's log handed to the reporter to show.
+const TAIL_BYTES: usize = 8 * 1024;
+
+/// A job ready to run: everything resolved, nothing left to look up.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub name: String,
+    pub steps: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, OsString)>,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    /// Positions in the plan of the jobs this one needs.
+    pub needs: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Jobs running at once, at least 1.
+    pub parallel: usize,
+    /// Finish independent branches after a failure instead of stopping.
+    pub keep_going: bool,
+}
+
+/// How one job of a run ended, with its log.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    pub name: String,
+    pub status: JobStatus,
+    pub attempts: u32,
+    pub exit_code: Option<i32>,
+    pub reason: Option<String>,
+    pub started: Option<SystemTime>,
+    pub duration: Duration,
+    pub log: Vec<u8>,
+}
+
+/// How the run ended; `jobs` is in plan order.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub duration: Duration,
+    pub jobs: Vec<JobResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Waiting,
+    Running,
+    Done(JobStatus),
+}
+
+/// Runs `plan` as a DAG. `interrupt` carries Ctrl-C: the first asks every job to stop
+/// gracefully, the second kills at once. Events go to `on_event` as they happen.
+pub async fn run(
+    plan: &[PlannedJob],
+    options: Options,
+    mut interrupt: watch::Receiver<Stop>,
+    mut on_event: impl FnMut(&RunEvent),
+) -> RunResult {
+    let started = Instant::now();
+    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
+    let mut states = vec![State::Waiting; plan.len()];
+    let mut results: Vec<Option<JobResult>> = vec![None; plan.len()];
+    let mut tasks = JoinSet::new();
+    let mut running = 0usize;
+    let mut stopping = false;
+    let mut interrupted = false;
+    let mut interrupt_open = true;
+
+    loop {
+        while !stopping && running < options.parallel.max(1) {
+            let ready = (0..plan.len()).find(|&i| {
+                states[i] == State::Waiting
+                    && plan[i]
+                        .needs
+                        .iter()
+                        .all(|&n| states[n] == State::Done(JobStatus::Passed))
+            });
+            let Some(index) = ready else { break };
+            states[index] = State::Running;
+            running += 1;
+            let job = plan[index].clone();
+            let stop = stop_rx.clone();
+            let events = events_tx.clone();
+            tasks.spawn(async move { (index, run_job(job, stop, events).await) });
+        }
+        if running == 0 {
+            break;
+        }
+        tokio::select! {
+            Some(event) = events_rx.recv() => on_event(&event),
+            Some(joined) = tasks.join_next() => {
+                running -= 1;
+                // Everything the job said comes before the news that it finished.
+                while let Ok(event) = events_rx.try_recv() {
+                    on_event(&event);
+                }
+                let Ok((index, result)) = joined else {
+                    // A job task only ends this way if it panicked; the run cannot go on soundly.
+                    stopping = true;
+                    let _ = stop_tx.send(Stop::Graceful);
+                    continue;
+                };
+                states[index] = State::Done(result.status);
+                on_event(&RunEvent::JobFinished {
+                    job: result.name.clone(),
+                    status: result.status,
+                    duration: result.duration,
+                    attempts: result.attempts,
+                    exit_code: result.exit_code,
+                    reason: result.reason.clone(),
+                    tail: tail(&result.log),
+                });
+                if result.status != JobStatus::Passed && !options.keep_going && !stopping {
+                    stopping = true;
+                    let _ = stop_tx.send(Stop::Graceful);
+                }
+                results[index] = Some(result);
+            }
+            changed = interrupt.changed(), if interrupt_open => {
+                if changed.is_err() {
+                    interrupt_open = false;
+                    continue;
+                }
+                let request = *interrupt.borrow_and_update();
+                if request != Stop::No {
+                    interrupted = true;
+                    stopping = true;
+                    let _ = stop_tx.send(request);
+                }
+            }
+        }
+    }
+    while let Ok(event) = events_rx.try_recv() {
+        on_event(&event);
+    }
+
+    let jobs: Vec<JobResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, result)| {
+            result.unwrap_or_else(|| {
+                let reason = skip_reason(plan, &states, index);
+                on_event(&RunEvent::JobFinished {
+                    job: plan[index].name.clone(),
+                    status: JobStatus::Skipped,
+                    duration: Duration::ZERO,
+                    attempts: 0,
+                    exit_code: None,
+                    reason: Some(reason.clone()),
+                    tail: String::new(),
+                });
+                JobResult {
+                    name: plan[index].name.clone(),
+                    status: JobStatus::Skipped,
+                    attempts: 0,
+                    exit_code: None,
+                    reason: Some(reason),
+                    started: None,
+                    duration: Duration::ZERO,
+                    log: Vec::new(),
+                }
+            })
+        })
+        .collect();
+    let outcome = if interrupted {
+        RunOutcome::Cancelled
+    } else if jobs.iter().all(|j| j.status == JobStatus::Passed) {
+        RunOutcome::Passed
+    } else {
+        RunOutcome::Failed
+    };
+    RunResult {
+        outcome,
+        duration: started.elapsed(),
+        jobs,
+    }
+}
+
+fn skip_reason(plan: &[PlannedJob], states: &[State], index: usize) -> String {
+    let blocked: Vec<&str> = plan[index]
+        .needs
+        .iter()
+        .filter(|&&n| states[n] != State::Done(JobStatus::Passed))
+        .map(|&n| plan[n].name.as_str())
+        .collect();
+    match blocked.as_slice() {
+        [] => "the run stopped before it started".to_owned(),
+        [one] => format!("needs `{one}`, which did not pass"),
+        many => format!("needs {}, which did not pass", quoted_list(many)),
+    }
+}
+
+fn quoted_list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn tail(log: &[u8]) -> String {
+    let start = log.len().saturating_sub(TAIL_BYTES);
+    String::from_utf8_lossy(&log[start..]).into_owned()
+}
+
+/// Runs every attempt of one job; the scheduler reports how it finished.
+async fn run_job(
+    job: PlannedJob,
+    mut stop: watch::Receiver<Stop>,
+    events: mpsc::UnboundedSender<RunEvent>,
+) -> JobResult {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let attempts = job.retries + 1;
+    let mut log = CappedLog::default();
+    let mut lines = LineSplitter::default();
+    let mut last = (JobStatus::Failed, None, None);
+    let mut attempt = 0;
+
+    while attempt < attempts {
+        attempt += 1;
+        let _ = events.send(RunEvent::JobStarted {
+            job: job.name.clone(),
+            attempt,
+            attempts,
+        });
+        if attempt > 1 {
+            log.push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
+        }
+        let deadline = job.timeout.map(|t| Instant::now() + t);
+        last = (JobStatus::Passed, Some(0), None);
+        for (number, script) in job.steps.iter().enumerate() {
+            let mut sink = |bytes: &[u8]| {
+                log.push(bytes);
+                lines.push(bytes, |line| {
+                    let _ = events.send(RunEvent::JobOutput {
+                        job: job.name.clone(),
+                        line,
+                    });
+                });
+            };
+            sink(format!("$ {script}\n").as_bytes());
+            let step = Step {
+                script,
+                cwd: &job.cwd,
+                env: &job.env,
+                deadline,
+            };
+            let end = run_step(&step, &mut stop, &mut sink).await;
+            lines.finish(|line| {
+                let _ = events.send(RunEvent::JobOutput {
+                    job: job.name.clone(),
+                    line,
+                });
+            });
+            let step_label = if job.steps.len() > 1 {
+                format!(" in step {}", number + 1)
+            } else {
+                String::new()
+            };
+            last = match end {
+                Ok(StepEnd::Exited(status)) if status.success() => continue,
+                Ok(StepEnd::Exited(status)) => match status.code() {
+                    Some(code) => (
+                        JobStatus::Failed,
+                        Some(code),
+                        Some(format!("exit code {code}{step_label}")),
+                    ),
+                    None => {
+                        use std::os::unix::process::ExitStatusExt;
+                        let signal = status.signal().unwrap_or_default();
+                        (
+                            JobStatus::Failed,
+                            None,
+                            Some(format!("killed by signal {signal}{step_label}")),
+                        )
+                    }
+                },
+                Ok(StepEnd::TimedOut) => (
+                    JobStatus::TimedOut,
+                    None,
+                    job.timeout
+                        .map(|t| format!("timed out after {}", humantime::format_duration(t))),
+                ),
+                Ok(StepEnd::Cancelled) => (JobStatus::Cancelled, None, None),
+                Err(err) => (
+                    JobStatus::Failed,
+                    None,
+                    Some(format!(
+                        "could not start `sh` in {}: {err}",
+                        job.cwd.display()
+                    )),
+                ),
+            };
+            log.push(
+                format!("[weir: {}]\n", last.2.as_deref().unwrap_or(last.0.as_str())).as_bytes(),
+            );
+            break;
+        }
+        let retry =
+            matches!(last.0, JobStatus::Failed | JobStatus::TimedOut) && *stop.borrow() == Stop::No;
+        if !retry {
+            break;
+        }
+    }
+    let (status, exit_code, reason) = last;
+    JobResult {
+        name: job.name,
+        status,
+        attempts: attempt,
+        exit_code: if status == JobStatus::Passed {
+            Some(0)
+        } else {
+            exit_code
+        },
+        reason,
+        started: Some(started_at),
+        duration: started.elapsed(),
+        log: log.to_bytes(),
+    }
+}

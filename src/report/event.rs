@@ -1,0 +1,95 @@
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How one job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobStatus {
+    Passed,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Never started: something it needs did not pass, or the run stopped first.
+    Skipped,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Passed => "passed",
+            JobStatus::Failed => "failed",
+            JobStatus::TimedOut => "timed-out",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    Passed,
+    Failed,
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Passed => "passed",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What happens during a run, in the order it happens. `--json` prints each as one line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run: String,
+        trigger: String,
+        jobs: Vec<String>,
+    },
+    JobStarted {
+        job: String,
+        attempt: u32,
+        attempts: u32,
+    },
+    /// One line of a job's output; human renderers print it, `--json` leaves it out.
+    #[serde(skip)]
+    JobOutput { job: String, line: String },
+    JobFinished {
+        job: String,
+        status: JobStatus,
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+        attempts: u32,
+        exit_code: Option<i32>,
+        /// Why it did not pass, in words.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The end of its log, for human renderers to show on failure.
+        #[serde(skip)]
+        tail: String,
+    },
+    RunFinished {
+        run: String,
+        outcome: RunOutcome,
+        #[serde(rename = "duration_ms", serialize_with = "millis")]
+        duration: Duration,
+        passed: usize,
+        failed: usize,
+        skipped: usize,
+        /// The ref the run is recorded under.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        record: Option<String>,
+    },
+}
+
+fn millis<S: serde::Serializer>(duration: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,8 @@
+//! Every CLI test, in one binary so the crate links once.
+
+mod commands;
+mod common;
+mod config_errors;
+mod process;
+mod records;
+mod run;
