@@ -69,7 +69,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         trigger: trigger.to_string(),
         jobs: plan.iter().map(|j| j.name.clone()).collect(),
     });
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
@@ -83,6 +83,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
     })?;
 
     let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
+    let recording = std::time::Instant::now();
     let record = match Runs::new(&context.repo).record(&summary, &result) {
         Ok(refname) => Some(refname),
         Err(err) => {
@@ -91,6 +92,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             None
         }
     };
+    tracing::debug!(elapsed = ?recording.elapsed(), "recorded the run");
     reporter.event(&RunEvent::RunFinished {
         run: id,
         outcome: result.outcome,
@@ -118,11 +120,17 @@ fn plan(pipeline: &Pipeline, graph: &Graph) -> Vec<PlannedJob> {
         .zip(&graph.needs)
         .map(|(&index, needs)| {
             let job = &pipeline.jobs[index];
+            let env = job_env(&passthrough, pipeline, job);
+            let path = env
+                .iter()
+                .find(|(k, _)| k == "PATH")
+                .map(|(_, v)| v.as_os_str());
             PlannedJob {
                 name: job.name.clone(),
+                shell: exec::find_shell(path),
                 steps: job.steps.clone(),
                 cwd: pipeline.root.join(&job.dir),
-                env: job_env(&passthrough, pipeline, job),
+                env,
                 timeout: job.timeout,
                 retries: job.retries,
                 needs: needs.clone(),

@@ -6,5 +6,5 @@ mod process;
 mod scheduler;
 
 pub use capture::CappedLog;
-pub use process::Stop;
+pub use process::{Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};

@@ -1,7 +1,7 @@
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub enum StepEnd {
 
 /// What a step runs and where.
 pub struct Step<'a> {
+    /// The `sh` to run the script with, as an absolute path.
+    pub shell: &'a Path,
     pub script: &'a str,
     pub cwd: &'a Path,
     pub env: &'a [(String, OsString)],
@@ -54,7 +56,7 @@ pub async fn run_step(
 ) -> io::Result<StepEnd> {
     let (reader, writer) = io::pipe()?;
     let stderr = writer.try_clone()?;
-    let mut child = tokio::process::Command::new("sh")
+    let mut child = tokio::process::Command::new(step.shell)
         .arg("-c")
         .arg(step.script)
         .current_dir(step.cwd)
@@ -154,6 +156,22 @@ pub async fn run_step(
         (None, Some(status)) => Ok(StepEnd::Exited(status)),
         (None, None) => Err(io::Error::other("the job's process vanished")),
     }
+}
+
+/// Finds `sh` in `path` (a job's PATH). An absolute program lets the standard library spawn with
+/// `posix_spawn` instead of fork and exec, which matters when a run starts hundreds of steps.
+pub fn find_shell(path: Option<&OsStr>) -> PathBuf {
+    path.into_iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join("sh"))
+        .find(|candidate| is_executable(candidate))
+        .unwrap_or_else(|| PathBuf::from("/bin/sh"))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -17,6 +17,8 @@ const TAIL_BYTES: usize = 8 * 1024;
 #[derive(Debug, Clone)]
 pub struct PlannedJob {
     pub name: String,
+    /// The shell the steps run with (`sh`, resolved in the job's PATH).
+    pub shell: PathBuf,
     pub steps: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, OsString)>,
@@ -256,6 +258,7 @@ async fn run_job(
             };
             sink(format!("$ {script}\n").as_bytes());
             let step = Step {
+                shell: &job.shell,
                 script,
                 cwd: &job.cwd,
                 env: &job.env,

@@ -100,7 +100,7 @@ impl RunSummary {
     }
 }
 
-/// A new run id: `<UTC time>-<8 hex>`, so ref names sort by time.
+/// A new run id: `<UTC time to the millisecond>-<8 hex>`, so ref names sort by start time.
 pub fn new_run_id(now: SystemTime) -> String {
     let nanos = now
         .duration_since(UNIX_EPOCH)
@@ -110,7 +110,8 @@ pub fn new_run_id(now: SystemTime) -> String {
     hasher.update(&nanos.to_le_bytes());
     hasher.update(&std::process::id().to_le_bytes());
     let hash = hasher.finalize().to_hex();
-    let compact: String = rfc3339(now)
+    let compact: String = humantime::format_rfc3339_millis(now)
+        .to_string()
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
@@ -236,8 +237,9 @@ mod tests {
         let early = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let late = early + Duration::from_secs(1);
         let a = new_run_id(early);
-        assert_eq!(&a[..17], "20270115T080000Z-");
+        assert_eq!(&a[..21], "20270115T080000.000Z-");
         assert!(new_run_id(late) > a);
+        assert!(new_run_id(early + Duration::from_millis(1)) > a);
         assert_ne!(new_run_id(early + Duration::from_nanos(1)), a);
     }
 }
