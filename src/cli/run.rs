@@ -156,18 +156,22 @@ fn job_env(
     env
 }
 
-/// Ctrl-C (or SIGTERM) once asks jobs to stop gracefully; twice kills them at once.
+/// Ctrl-C (or SIGTERM, or the terminal hanging up) once asks jobs to stop gracefully; twice
+/// kills them at once.
 fn listen_for_interrupts() -> Result<watch::Receiver<Stop>, Error> {
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| Error::io("cannot handle Ctrl-C", e))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| Error::io("cannot handle SIGTERM", e))?;
+    let handle = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| Error::io(format!("cannot handle {name}"), e))
+    };
+    let mut interrupt = handle(SignalKind::interrupt(), "Ctrl-C")?;
+    let mut terminate = handle(SignalKind::terminate(), "SIGTERM")?;
+    let mut hangup = handle(SignalKind::hangup(), "SIGHUP")?;
     let (tx, rx) = watch::channel(Stop::No);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 Some(()) = interrupt.recv() => {}
                 Some(()) = terminate.recv() => {}
+                Some(()) = hangup.recv() => {}
                 else => break,
             }
             let next = if *tx.borrow() == Stop::No {

@@ -177,3 +177,31 @@ fn outside_a_git_repository_weir_says_so() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not inside a git repository"), "{err}");
 }
+
+#[test]
+fn every_error_in_a_file_is_shown_with_its_snippet() {
+    let err = rejects(
+        br#"[pipeline]
+default_branch = "main"
+
+[jobs.ok]
+run = "touch ran"
+neds = ["lint"]
+retries = -1
+
+[jobs.lint]
+run = "true"
+timeout = "5 parsecs"
+on = ["pre-comit"]
+
+[jobs.a]
+run = "true"
+needs = ["b"]
+
+[jobs.b]
+run = "true"
+needs = ["a"]
+"#,
+    );
+    insta::assert_snapshot!(err);
+}
