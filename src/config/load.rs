@@ -144,6 +144,7 @@ pub fn parse(
         root: root.to_path_buf(),
         default_branch,
         env,
+        cache: Default::default(),
         jobs,
     })
 }
@@ -344,6 +345,11 @@ impl Checker<'_> {
             retries: 0,
             dir: PathBuf::new(),
             environment: None,
+            inputs: None,
+            outputs: Vec::new(),
+            cache: true,
+            key: Vec::new(),
+            key_cmd: None,
             span: key.span(),
         };
         let mut needs_spans = Vec::new();
@@ -367,6 +373,9 @@ impl Checker<'_> {
                 "environment" => job.environment = self.environment(&what, v),
                 _ => self.unknown_key(k, JOB_KEYS, &format!("in job `{name}`")),
             }
+        }
+        if job.environment.is_some() {
+            job.cache = false;
         }
         if !has_run {
             self.push(

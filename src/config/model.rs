@@ -57,8 +57,28 @@ pub struct Pipeline {
     pub default_branch: Option<String>,
     /// `[env]`, passed to every job.
     pub env: BTreeMap<String, String>,
+    /// `[cache]`.
+    pub cache: CacheSettings,
     /// Jobs in the order the file declares them.
     pub jobs: Vec<Job>,
+}
+
+/// `[cache]`: where shared cache entries live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheSettings {
+    /// The remote `weir cache push/pull` use when none is given; `None` means `origin`.
+    pub remote: Option<String>,
+    pub pull: CachePull,
+}
+
+/// When `weir run` fetches cache entries by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CachePull {
+    /// Only `weir cache pull` fetches.
+    #[default]
+    Never,
+    /// Before running a job whose key has no local entry, fetch just that key's ref.
+    OnMiss,
 }
 
 impl Pipeline {
@@ -80,8 +100,19 @@ pub struct Job {
     pub retries: u32,
     /// Working directory relative to the pipeline root; empty for the root itself.
     pub dir: PathBuf,
-    /// A deploy job (`environment = "…"`): never part of a plain `weir run`.
+    /// A deploy job (`environment = "…"`): never part of a plain `weir run`, never cached.
     pub environment: Option<String>,
+    /// Globs of the files the job reads, relative to the pipeline root; `None` means every
+    /// tracked file.
+    pub inputs: Option<Vec<String>>,
+    /// Globs of the files the job writes, stored with its cache entry and restored on a hit.
+    pub outputs: Vec<String>,
+    /// Whether results are cached: `cache = false` opts out; always false for deploy jobs.
+    pub cache: bool,
+    /// Extra strings that are part of the key (`key = [...]`).
+    pub key: Vec<String>,
+    /// A command whose output is part of the key, e.g. a tool's version (`key_cmd`).
+    pub key_cmd: Option<String>,
     /// Byte range of the job's `[jobs.NAME]` header (or key) in the file, for later diagnostics.
     pub span: Range<usize>,
 }

@@ -162,6 +162,11 @@ mod tests {
             retries: 0,
             dir: PathBuf::new(),
             environment: environment.map(str::to_owned),
+            inputs: None,
+            outputs: Vec::new(),
+            cache: environment.is_none(),
+            key: Vec::new(),
+            key_cmd: None,
             span: 0..0,
         }
     }
@@ -172,6 +177,7 @@ mod tests {
             root: PathBuf::from("/"),
             default_branch: None,
             env: Default::default(),
+            cache: Default::default(),
             jobs,
         }
     }
