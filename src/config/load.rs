@@ -11,13 +11,16 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::model::{Event, Job, Pipeline};
+use super::model::{CachePull, CacheSettings, Event, Job, Pipeline};
 
 /// The config file's name, looked for in the working directory and its parents.
 pub const FILE_NAME: &str = ".pipeline.toml";
 
-const TOP_KEYS: &[&str] = &["pipeline", "env", "jobs"];
+const TOP_KEYS: &[&str] = &["pipeline", "env", "jobs", "cache"];
 const PIPELINE_KEYS: &[&str] = &["default_branch"];
+const CACHE_KEYS: &[&str] = &["remote", "pull"];
+const PULL_MODES: [(&str, CachePull); 2] =
+    [("never", CachePull::Never), ("on-miss", CachePull::OnMiss)];
 const JOB_KEYS: &[&str] = &[
     "run",
     "needs",
@@ -27,6 +30,11 @@ const JOB_KEYS: &[&str] = &[
     "retries",
     "dir",
     "environment",
+    "inputs",
+    "outputs",
+    "cache",
+    "key",
+    "key_cmd",
 ];
 const MAX_RETRIES: i64 = 100;
 const MAX_NAME_LEN: usize = 100;
@@ -34,6 +42,7 @@ const NAME_HINT: &str = "names may contain ASCII letters, digits, `_`, `.` and `
                          a letter, digit or `_`, and cannot contain `..` or end in `.` or `.lock`";
 const EMPTY_JOBS_HINT: &str = "add a job, e.g. `[jobs.build]` with `run = \"make\"`";
 const DURATION_HINT: &str = "e.g. \"90s\", \"10m\", \"1h\"";
+const GLOB_ROOT_HINT: &str = "globs are relative to the directory holding .pipeline.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -135,7 +144,7 @@ pub fn parse(
         root,
         diagnostics: Vec::new(),
     };
-    let (default_branch, env, jobs) = checker.document(doc.get_ref());
+    let (default_branch, env, cache, jobs) = checker.document(doc.get_ref());
     if !checker.diagnostics.is_empty() {
         return Err(invalid(checker.diagnostics));
     }
@@ -144,7 +153,7 @@ pub fn parse(
         root: root.to_path_buf(),
         default_branch,
         env,
-        cache: Default::default(),
+        cache,
         jobs,
     })
 }
@@ -193,15 +202,17 @@ impl Checker<'_> {
         self.diagnostics.push(d);
     }
 
-    fn document(&mut self, doc: &DeTable<'_>) -> (Option<String>, Env, Vec<Job>) {
+    fn document(&mut self, doc: &DeTable<'_>) -> (Option<String>, Env, CacheSettings, Vec<Job>) {
         let mut default_branch = None;
         let mut env = Env::new();
+        let mut cache = CacheSettings::default();
         let mut jobs = None;
         for (key, value) in doc {
             match key.get_ref().as_ref() {
                 "pipeline" => default_branch = self.pipeline_section(value),
                 "env" => env = self.env(value, "`env`"),
                 "jobs" => jobs = Some(self.jobs(key, value)),
+                "cache" => cache = self.cache_section(value),
                 _ => self.unknown_key(key, TOP_KEYS, "at the top level"),
             }
         }
@@ -213,6 +224,7 @@ impl Checker<'_> {
         (
             default_branch,
             env,
+            cache,
             jobs.into_iter().map(|c| c.job).collect(),
         )
     }
@@ -227,6 +239,80 @@ impl Checker<'_> {
             }
         }
         default_branch
+    }
+
+    fn cache_section(&mut self, value: &Spanned<DeValue<'_>>) -> CacheSettings {
+        let mut settings = CacheSettings::default();
+        let table = match value.get_ref() {
+            DeValue::Table(table) => table,
+            other => {
+                let mut d = Diagnostic::new(
+                    format!(
+                        "`cache` must be a table, found {}",
+                        article(other.type_str())
+                    ),
+                    value.span(),
+                );
+                if matches!(other, DeValue::Boolean(_)) {
+                    d = d.with_hint(
+                        "to turn caching off for one job, set `cache = false` in that job; \
+                         `[cache]` configures the shared cache",
+                    );
+                }
+                self.push(d);
+                return settings;
+            }
+        };
+        for (key, value) in table {
+            match key.get_ref().as_ref() {
+                "remote" => settings.remote = self.remote(value),
+                "pull" => settings.pull = self.pull(value),
+                _ => self.unknown_key(key, CACHE_KEYS, "in `[cache]`"),
+            }
+        }
+        settings
+    }
+
+    fn remote(&mut self, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        let what = "`remote` in `[cache]`";
+        let remote = self.string(what, value)?;
+        let hint = "name a git remote or give its URL, e.g. `remote = \"origin\"`";
+        if remote.trim().is_empty() {
+            self.push(Diagnostic::new(format!("empty {what}"), value.span()).with_hint(hint));
+            return None;
+        }
+        // It is passed to git as an argument, where a leading `-` would read as an option.
+        if remote.starts_with('-') {
+            self.push(
+                Diagnostic::new(
+                    format!("invalid remote `{remote}` in `[cache]`: it starts with `-`"),
+                    value.span(),
+                )
+                .with_hint(hint),
+            );
+            return None;
+        }
+        Some(remote.to_owned())
+    }
+
+    fn pull(&mut self, value: &Spanned<DeValue<'_>>) -> CachePull {
+        let what = "`pull` in `[cache]`";
+        let Some(mode) = self.string(what, value) else {
+            return CachePull::default();
+        };
+        if let Some((_, pull)) = PULL_MODES.iter().find(|(name, _)| *name == mode) {
+            return *pull;
+        }
+        let names = PULL_MODES.map(|(name, _)| name);
+        let hint = match suggest(mode, names) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("`pull` is one of {}", backticked(names)),
+        };
+        self.push(
+            Diagnostic::new(format!("unknown value `{mode}` for {what}"), value.span())
+                .with_hint(hint),
+        );
+        CachePull::default()
     }
 
     fn default_branch(&mut self, value: &Spanned<DeValue<'_>>) -> Option<String> {
@@ -354,6 +440,8 @@ impl Checker<'_> {
         };
         let mut needs_spans = Vec::new();
         let mut has_run = false;
+        let mut is_deploy = false;
+        let mut cache_true = None;
         for (k, v) in table {
             let field = k.get_ref().as_ref();
             let what = format!("`{field}` in job `{name}`");
@@ -370,9 +458,33 @@ impl Checker<'_> {
                 "timeout" => job.timeout = self.timeout(&what, v),
                 "retries" => job.retries = self.retries(&what, v),
                 "dir" => job.dir = self.dir(&what, v),
-                "environment" => job.environment = self.environment(&what, v),
+                "environment" => {
+                    is_deploy = true;
+                    job.environment = self.environment(&what, v);
+                }
+                "inputs" => job.inputs = self.globs(field, &what, v),
+                "outputs" => job.outputs = self.globs(field, &what, v).unwrap_or_default(),
+                "cache" => {
+                    if let Some(cache) = self.boolean(field, &what, v) {
+                        job.cache = cache;
+                        cache_true = cache.then(|| v.span());
+                    }
+                }
+                "key" => job.key = self.strings(field, &what, v),
+                "key_cmd" => job.key_cmd = self.key_cmd(&what, v),
                 _ => self.unknown_key(k, JOB_KEYS, &format!("in job `{name}`")),
             }
+        }
+        // Checked after the loop so that the order of `environment` and `cache` does not matter,
+        // and on the key rather than its value so that a bad environment name still counts.
+        if let (true, Some(span)) = (is_deploy, cache_true) {
+            self.push(
+                Diagnostic::new(
+                    format!("`cache` in job `{name}` cannot be true: deploy jobs are never cached"),
+                    span,
+                )
+                .with_hint("remove `cache`: a job with `environment` always runs"),
+            );
         }
         if job.environment.is_some() {
             job.cache = false;
@@ -613,6 +725,107 @@ impl Checker<'_> {
         Some(name.to_owned())
     }
 
+    /// `inputs` or `outputs`: an array of globs relative to the pipeline root, kept as written.
+    /// `None` when the value is not an array at all.
+    fn globs(
+        &mut self,
+        field: &str,
+        what: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<Vec<String>> {
+        let entries = self.array(field, what, "an array of globs", value)?;
+        let mut globs = Vec::new();
+        for entry in entries {
+            let Some(glob) = self.string(&format!("each entry of {what}"), entry) else {
+                continue;
+            };
+            match glob_problem(glob) {
+                Some((problem, hint)) => self.push(
+                    Diagnostic::new(
+                        format!("invalid glob `{glob}` in {what}: {problem}"),
+                        entry.span(),
+                    )
+                    .with_hint(hint),
+                ),
+                None => globs.push(glob.to_owned()),
+            }
+        }
+        Some(globs)
+    }
+
+    /// An array of strings, as `key` takes.
+    fn strings(&mut self, field: &str, what: &str, value: &Spanned<DeValue<'_>>) -> Vec<String> {
+        let Some(entries) = self.array(field, what, "an array of strings", value) else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|entry| self.string(&format!("each entry of {what}"), entry))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The entries of an array; a lone string gets a hint to wrap it in a list.
+    fn array<'v, 'i>(
+        &mut self,
+        field: &str,
+        what: &str,
+        expected: &str,
+        value: &'v Spanned<DeValue<'i>>,
+    ) -> Option<&'v [Spanned<DeValue<'i>>]> {
+        match value.get_ref() {
+            DeValue::Array(entries) => Some(&entries[..]),
+            DeValue::String(s) => {
+                self.push(
+                    Diagnostic::new(
+                        format!("{what} must be an array, found a string"),
+                        value.span(),
+                    )
+                    .with_hint(format!("use a list: `{field} = [{}]`", toml_string(s))),
+                );
+                None
+            }
+            other => {
+                self.wrong_type(what, expected, other, value);
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, field: &str, what: &str, value: &Spanned<DeValue<'_>>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            DeValue::String(s) if matches!(s.as_ref(), "true" | "false") => {
+                self.push(
+                    Diagnostic::new(
+                        format!("{what} must be a boolean, found a string"),
+                        value.span(),
+                    )
+                    .with_hint(format!("drop the quotes: `{field} = {s}`")),
+                );
+                None
+            }
+            other => {
+                self.wrong_type(what, "a boolean", other, value);
+                None
+            }
+        }
+    }
+
+    fn key_cmd(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
+        let cmd = self.string(what, value)?;
+        if cmd.trim().is_empty() {
+            self.push(
+                Diagnostic::new(format!("empty {what}"), value.span()).with_hint(
+                    "give a command whose output goes into the key, \
+                     e.g. `key_cmd = \"rustc --version\"`",
+                ),
+            );
+            return None;
+        }
+        Some(cmd.to_owned())
+    }
+
     /// One diagnostic per strongly connected group of jobs, naming one cycle through it that
     /// starts at the group's first job in file order.
     fn cycles(&mut self, jobs: &[Checked]) {
@@ -741,6 +954,49 @@ fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
         ));
     }
     Ok(dir)
+}
+
+/// Why `glob` cannot be an `inputs` or `outputs` entry, and a hint for fixing it.
+fn glob_problem(glob: &str) -> Option<(String, &'static str)> {
+    if glob.is_empty() {
+        return Some((
+            "it is empty".to_owned(),
+            "remove it, or give a path or pattern, e.g. `\"src/**\"`",
+        ));
+    }
+    if glob.starts_with('!') {
+        return Some((
+            "it starts with `!`".to_owned(),
+            "negation is not supported: list only the files to include",
+        ));
+    }
+    if glob.starts_with('/') {
+        return Some(("it is an absolute path".to_owned(), GLOB_ROOT_HINT));
+    }
+    let parts = || glob.split('/');
+    if parts().any(|part| part == "..") {
+        return Some((
+            "it contains a `..` component".to_owned(),
+            "globs cannot reach outside the directory holding .pipeline.toml",
+        ));
+    }
+    // Case-insensitive, as on the file systems that fold case `.GIT` is the same directory.
+    if parts().any(|part| part.eq_ignore_ascii_case(".git")) {
+        return Some((
+            "it contains a `.git` component".to_owned(),
+            "files inside `.git` are never inputs or outputs",
+        ));
+    }
+    if let Err(e) = globset::GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+    {
+        return Some((
+            e.kind().to_string(),
+            "globs use `*`, `**`, `?`, `[abc]` and `{a,b}`; `*` does not match `/`",
+        ));
+    }
+    None
 }
 
 /// Jobs reachable from `start` by at least one step (so `start` itself only if on a cycle).
@@ -876,6 +1132,23 @@ fn source_text(value: &DeValue<'_>) -> String {
         DeValue::Boolean(b) => b.to_string(),
         other => other.type_str().to_owned(),
     }
+}
+
+/// `s` as a TOML basic string, for echoing a value back inside a hint.
+fn toml_string(s: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 fn backticked<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
@@ -1532,6 +1805,370 @@ run = "./deploy.sh staging"
             .collect();
         assert!(positions.is_sorted(), "out of order:\n{out}");
         assert!(out.ends_with("\n4 errors in .pipeline.toml"), "{out}");
+    }
+
+    #[test]
+    fn cache_keys_and_globs_become_the_model() {
+        let src = r#"
+[cache]
+remote = "git@example.com:team/cache.git"
+pull = "on-miss"
+
+[jobs.build]
+run = "cargo build --release"
+inputs = ["src/**", "Cargo.{toml,lock}", "crates/*/src/**/*.rs", ".cargo/config.toml"]
+outputs = ["target/release/weir"]
+key = ["linux", "x86_64"]
+key_cmd = "rustc --version"
+
+[jobs.docs]
+run = "mdbook build"
+inputs = []
+cache = false
+
+[jobs.check]
+run = "cargo check"
+cache = true
+
+[jobs.prod]
+environment = "prod"
+cache = false
+run = "./deploy.sh"
+
+[jobs.staging]
+environment = "staging"
+run = "./deploy.sh"
+"#;
+        let p = valid(src);
+        assert_eq!(
+            p.cache,
+            CacheSettings {
+                remote: Some("git@example.com:team/cache.git".to_owned()),
+                pull: CachePull::OnMiss,
+            }
+        );
+
+        let build = p.job("build").unwrap();
+        assert_eq!(
+            build.inputs.as_deref(),
+            Some(
+                &[
+                    "src/**",
+                    "Cargo.{toml,lock}",
+                    "crates/*/src/**/*.rs",
+                    ".cargo/config.toml"
+                ]
+                .map(String::from)[..]
+            )
+        );
+        assert_eq!(build.outputs, ["target/release/weir"]);
+        assert!(build.cache);
+        assert_eq!(build.key, ["linux", "x86_64"]);
+        assert_eq!(build.key_cmd.as_deref(), Some("rustc --version"));
+
+        let docs = p.job("docs").unwrap();
+        assert_eq!(docs.inputs.as_deref(), Some(&[][..]));
+        assert!(docs.outputs.is_empty());
+        assert!(!docs.cache);
+
+        assert!(p.job("check").unwrap().cache);
+        assert!(!p.job("prod").unwrap().cache);
+        // Deploy jobs are never cached, whether or not they say so.
+        assert!(!p.job("staging").unwrap().cache);
+    }
+
+    #[test]
+    fn absent_cache_keys_take_their_defaults() {
+        let p = valid("[jobs.a]\nrun = \"true\"\n");
+        assert_eq!(p.cache, CacheSettings::default());
+        assert_eq!(p.cache.pull, CachePull::Never);
+        assert_eq!(p.cache.remote, None);
+        let a = &p.jobs[0];
+        assert_eq!(a.inputs, None);
+        assert!(a.outputs.is_empty());
+        assert!(a.cache);
+        assert!(a.key.is_empty());
+        assert_eq!(a.key_cmd, None);
+
+        let p = valid("[cache]\n[jobs.a]\nrun = \"true\"\n");
+        assert_eq!(p.cache, CacheSettings::default());
+        let p = valid("[cache]\npull = \"never\"\n[jobs.a]\nrun = \"true\"\n");
+        assert_eq!(p.cache.pull, CachePull::Never);
+    }
+
+    #[test]
+    fn inputs_and_outputs_must_be_lists() {
+        let src = "[jobs.a]\nrun = \"x\"\ninputs = \"src/**\"\noutputs = 3\n\
+                   [jobs.b]\nrun = \"x\"\noutputs = \"say \\\"hi\\\"\"\ninputs = [\"ok\", 1]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: `inputs` in job `a` must be an array, found a string\n",
+                ".pipeline.toml:3:10\n",
+                "3 | inputs = \"src/**\"\n  |          ^^^^^^^^\n",
+                "= help: use a list: `inputs = [\"src/**\"]`\n",
+                "error: `outputs` in job `a` must be an array of globs, found an integer\n",
+                ".pipeline.toml:4:11\n",
+                "4 | outputs = 3\n  |           ^\n",
+                "error: `outputs` in job `b` must be an array, found a string\n",
+                ".pipeline.toml:7:11\n",
+                "= help: use a list: `outputs = [\"say \\\"hi\\\"\"]`\n",
+                "error: each entry of `inputs` in job `b` must be a string, found an integer\n",
+                ".pipeline.toml:8:17\n",
+                "8 | inputs = [\"ok\", 1]\n  |                 ^\n",
+                "4 errors in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn globs_must_stay_inside_the_pipeline_root() {
+        let src = "[jobs.a]\nrun = \"x\"\ninputs = [\n  \"\",\n  \"!target/**\",\n  \"/etc/*\",\n  \
+                   \"src/../../x\",\n  \"..\",\n  \"a/.git/config\",\n  \".git\",\n  \"**/.GIT/**\",\n  \
+                   \"src/[a\",\n  \"[z-a]\",\n  \"{a,b\",\n  \"src/.gitignore\",\n  \"..x/y..\",\n]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: invalid glob `` in `inputs` in job `a`: it is empty\n",
+                ".pipeline.toml:4:3\n",
+                "4 |   \"\",\n  |   ^^\n",
+                "= help: remove it, or give a path or pattern, e.g. `\"src/**\"`\n",
+                "error: invalid glob `!target/**` in `inputs` in job `a`: it starts with `!`\n",
+                ".pipeline.toml:5:3\n",
+                "5 |   \"!target/**\",\n  |   ^^^^^^^^^^^^\n",
+                "= help: negation is not supported: list only the files to include\n",
+                "error: invalid glob `/etc/*` in `inputs` in job `a`: it is an absolute path\n",
+                ".pipeline.toml:6:3\n",
+                "6 |   \"/etc/*\",\n  |   ^^^^^^^^\n",
+                "= help: globs are relative to the directory holding .pipeline.toml\n",
+                "error: invalid glob `src/../../x` in `inputs` in job `a`: it contains a `..` component\n",
+                ".pipeline.toml:7:3\n",
+                "= help: globs cannot reach outside the directory holding .pipeline.toml\n",
+                "error: invalid glob `..` in `inputs` in job `a`: it contains a `..` component\n",
+                ".pipeline.toml:8:3\n",
+                "error: invalid glob `a/.git/config` in `inputs` in job `a`: it contains a `.git` component\n",
+                ".pipeline.toml:9:3\n",
+                "= help: files inside `.git` are never inputs or outputs\n",
+                "error: invalid glob `.git` in `inputs` in job `a`: it contains a `.git` component\n",
+                ".pipeline.toml:10:3\n",
+                "error: invalid glob `**/.GIT/**` in `inputs` in job `a`: it contains a `.git` component\n",
+                ".pipeline.toml:11:3\n",
+                "error: invalid glob `src/[a` in `inputs` in job `a`: unclosed character class; missing ']'\n",
+                ".pipeline.toml:12:3\n",
+                "12 |   \"src/[a\",\n   |   ^^^^^^^^\n",
+                "= help: globs use `*`, `**`, `?`, `[abc]` and `{a,b}`; `*` does not match `/`\n",
+                "error: invalid glob `[z-a]` in `inputs` in job `a`: invalid range; 'z' > 'a'\n",
+                ".pipeline.toml:13:3\n",
+                "error: invalid glob `{a,b` in `inputs` in job `a`: unclosed alternate group; missing '}'",
+                ".pipeline.toml:14:3\n",
+                "11 errors in .pipeline.toml",
+            ],
+        );
+        // Names that merely contain `..` or `.git` are fine.
+        assert!(!out.contains("src/.gitignore"), "{out}");
+        assert!(!out.contains("..x/y.."), "{out}");
+    }
+
+    #[test]
+    fn output_globs_are_checked_like_input_globs() {
+        let out =
+            errors("[jobs.a]\nrun = \"x\"\noutputs = [\"dist/**\", \"../out\", \"!*.tmp\"]\n");
+        assert_has(
+            &out,
+            &[
+                "error: invalid glob `../out` in `outputs` in job `a`: it contains a `..` component\n",
+                ".pipeline.toml:3:23\n",
+                "3 | outputs = [\"dist/**\", \"../out\", \"!*.tmp\"]\n  |                       ^^^^^^^^\n",
+                "error: invalid glob `!*.tmp` in `outputs` in job `a`: it starts with `!`\n",
+                ".pipeline.toml:3:33\n",
+                "= help: negation is not supported",
+                "2 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn cache_must_be_a_boolean_and_false_for_deploys() {
+        let src = "[jobs.a]\nrun = \"x\"\ncache = \"false\"\n[jobs.b]\nrun = \"x\"\ncache = 1\n\
+                   [jobs.c]\nrun = \"x\"\ncache = true\nenvironment = \"prod\"\n\
+                   [jobs.d]\nenvironment = \"a b\"\nrun = \"x\"\ncache = true\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: `cache` in job `a` must be a boolean, found a string\n",
+                ".pipeline.toml:3:9\n",
+                "3 | cache = \"false\"\n  |         ^^^^^^^\n",
+                "= help: drop the quotes: `cache = false`\n",
+                "error: `cache` in job `b` must be a boolean, found an integer\n",
+                ".pipeline.toml:6:9\n",
+                "error: `cache` in job `c` cannot be true: deploy jobs are never cached\n",
+                ".pipeline.toml:9:9\n",
+                "9 | cache = true\n  |         ^^^^\n",
+                "= help: remove `cache`: a job with `environment` always runs\n",
+                "error: invalid environment name `a b`: it contains a space\n",
+                ".pipeline.toml:12:15\n",
+                "error: `cache` in job `d` cannot be true: deploy jobs are never cached\n",
+                ".pipeline.toml:14:9\n",
+                "5 errors in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn key_is_a_list_of_strings_and_key_cmd_a_command() {
+        let src = "[jobs.a]\nrun = \"x\"\nkey = \"v1\"\nkey_cmd = \"  \"\n\
+                   [jobs.b]\nrun = \"x\"\nkey = [\"v1\", true]\nkey_cmd = [\"rustc\", \"-V\"]\n\
+                   [jobs.c]\nrun = \"x\"\nkey = { v = 1 }\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: `key` in job `a` must be an array, found a string\n",
+                ".pipeline.toml:3:7\n",
+                "3 | key = \"v1\"\n  |       ^^^^\n",
+                "= help: use a list: `key = [\"v1\"]`\n",
+                "error: empty `key_cmd` in job `a`\n",
+                ".pipeline.toml:4:11\n",
+                "4 | key_cmd = \"  \"\n  |           ^^^^\n",
+                "= help: give a command whose output goes into the key, e.g. `key_cmd = \"rustc --version\"`\n",
+                "error: each entry of `key` in job `b` must be a string, found a boolean\n",
+                ".pipeline.toml:7:14\n",
+                "7 | key = [\"v1\", true]\n  |              ^^^^\n",
+                "error: `key_cmd` in job `b` must be a string, found an array\n",
+                ".pipeline.toml:8:11\n",
+                "error: `key` in job `c` must be an array of strings, found a table\n",
+                ".pipeline.toml:11:7\n",
+                "5 errors in .pipeline.toml",
+            ],
+        );
+    }
+
+    #[test]
+    fn cache_section_is_checked() {
+        let src = "[cache]\nremot = \"origin\"\npull = \"onmiss\"\n[jobs.a]\nrun = \"x\"\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: unknown key `remot` in `[cache]`\n",
+                ".pipeline.toml:2:1\n",
+                "2 | remot = \"origin\"\n  | ^^^^^\n",
+                "= help: did you mean `remote`?\n",
+                "error: unknown value `onmiss` for `pull` in `[cache]`\n",
+                ".pipeline.toml:3:8\n",
+                "3 | pull = \"onmiss\"\n  |        ^^^^^^^^\n",
+                "= help: did you mean `on-miss`?\n",
+                "2 errors in",
+            ],
+        );
+        let src =
+            "[cache]\nremote = \"\"\npull = \"always\"\nttl = \"1d\"\n[jobs.a]\nrun = \"x\"\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: empty `remote` in `[cache]`\n",
+                ".pipeline.toml:2:10\n",
+                "2 | remote = \"\"\n  |          ^^\n",
+                "= help: name a git remote or give its URL, e.g. `remote = \"origin\"`\n",
+                "error: unknown value `always` for `pull` in `[cache]`\n",
+                "= help: `pull` is one of `never`, `on-miss`\n",
+                "error: unknown key `ttl` in `[cache]`\n",
+                ".pipeline.toml:4:1\n",
+                "= help: valid keys here: `remote`, `pull`\n",
+                "3 errors in",
+            ],
+        );
+        let src = "[cache]\nremote = \"--upload-pack=x\"\npull = true\n[jobs.a]\nrun = \"x\"\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: invalid remote `--upload-pack=x` in `[cache]`: it starts with `-`\n",
+                ".pipeline.toml:2:10\n",
+                "error: `pull` in `[cache]` must be a string, found a boolean\n",
+                ".pipeline.toml:3:8\n",
+                "2 errors in",
+            ],
+        );
+        let out = errors("cache = false\n[jobs.a]\nrun = \"x\"\n");
+        assert_has(
+            &out,
+            &[
+                "error: `cache` must be a table, found a boolean\n",
+                ".pipeline.toml:1:9\n",
+                "1 | cache = false\n  |         ^^^^^\n",
+                "= help: to turn caching off for one job, set `cache = false` in that job",
+            ],
+        );
+        let p = valid("cache = { remote = \"upstream\" }\n[jobs.a]\nrun = \"x\"\n");
+        assert_eq!(p.cache.remote.as_deref(), Some("upstream"));
+    }
+
+    #[test]
+    fn misspelt_cache_keys_suggest_the_right_one() {
+        let src = "cach = {}\n[jobs.a]\nrun = \"x\"\ninput = []\noutput = []\nkeycmd = \"x\"\n\
+                   caches = false\nkeys = []\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: unknown key `cach` at the top level\n",
+                "= help: did you mean `cache`?\n",
+                "error: unknown key `input` in job `a`\n",
+                ".pipeline.toml:4:1\n",
+                "4 | input = []\n  | ^^^^^\n",
+                "= help: did you mean `inputs`?\n",
+                "error: unknown key `output` in job `a`\n",
+                "= help: did you mean `outputs`?\n",
+                "error: unknown key `keycmd` in job `a`\n",
+                "= help: did you mean `key_cmd`?\n",
+                "error: unknown key `caches` in job `a`\n",
+                "= help: did you mean `cache`?\n",
+                "error: unknown key `keys` in job `a`\n",
+                "= help: did you mean `key`?\n",
+                "6 errors in",
+            ],
+        );
+    }
+
+    #[test]
+    fn new_key_errors_are_all_reported_together_in_source_order() {
+        let src = "[cache]\npull = \"on_miss\"\n\n[jobs.build]\nrun = \"make\"\ninputs = \"src\"\n\
+                   outputs = [\"/tmp/out\"]\nkey_cmd = \"\"\n\n[jobs.ship]\nrun = \"x\"\n\
+                   environment = \"prod\"\ncache = true\nneeds = [\"biuld\"]\n";
+        let out = errors(src);
+        let order = [
+            "unknown value `on_miss` for `pull` in `[cache]`",
+            "`inputs` in job `build` must be an array",
+            "invalid glob `/tmp/out` in `outputs` in job `build`",
+            "empty `key_cmd` in job `build`",
+            "`cache` in job `ship` cannot be true",
+            "unknown job `biuld` in `needs` of job `ship`",
+        ];
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|m| {
+                out.find(m)
+                    .unwrap_or_else(|| panic!("missing {m:?} in:\n{out}"))
+            })
+            .collect();
+        assert!(positions.is_sorted(), "out of order:\n{out}");
+        assert_has(
+            &out,
+            &[
+                ".pipeline.toml:2:8\n",
+                ".pipeline.toml:6:10\n",
+                ".pipeline.toml:7:12\n",
+                ".pipeline.toml:8:11\n",
+                ".pipeline.toml:13:9\n",
+                ".pipeline.toml:14:10\n",
+            ],
+        );
+        assert!(out.ends_with("\n6 errors in .pipeline.toml"), "{out}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The only module that touches gix or runs `git`: finding the repository, writing objects and
 //! refs with compare-and-swap, and reading them back.
 
+mod files;
+mod remote;
 mod repo;
 
-pub use repo::{Error, Repo, TreeFile};
+pub use files::{FileId, FileMode, IndexSnapshot, Query, blob_id};
+pub use repo::{Error, Repo, TreeEntry, TreeItem};

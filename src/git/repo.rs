@@ -1,6 +1,8 @@
 use std::path::{Path, PathBuf};
 
 use gix::ObjectId;
+
+use super::files::FileMode;
 use gix::bstr::ByteSlice;
 use gix::objs::tree::EntryKind;
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
@@ -16,14 +18,45 @@ pub enum Error {
     RefExists(String),
     #[error("invalid ref name `{0}`")]
     RefName(String),
+    #[error("`{command}` failed: {detail}")]
+    GitCommand { command: String, detail: String },
+    #[error("{} is outside the work tree", .0.display())]
+    OutsideWorkTree(PathBuf),
+    #[error("cannot read {}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
     #[error("{0}")]
     Gix(#[from] gix::Error),
 }
 
-/// A file to store in a tree: its path inside the tree and its bytes.
-pub struct TreeFile {
+/// Something to store in a tree at `path`.
+pub enum TreeEntry {
+    /// These bytes, as a regular file.
+    Bytes { path: String, bytes: Vec<u8> },
+    /// The file at `abs` in the work tree, streamed into the object database.
+    File {
+        path: String,
+        abs: PathBuf,
+        mode: FileMode,
+    },
+}
+
+impl TreeEntry {
+    pub fn bytes(path: impl Into<String>, bytes: impl Into<Vec<u8>>) -> TreeEntry {
+        TreeEntry::Bytes {
+            path: path.into(),
+            bytes: bytes.into(),
+        }
+    }
+}
+
+/// One blob in a stored tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeItem {
+    /// `/`-joined names from the tree asked about; not yet checked to be safe.
     pub path: String,
-    pub bytes: Vec<u8>,
+    /// The raw git mode (`0o100644`, `0o120000`, …), not yet checked to be allowed.
+    pub mode: u32,
+    pub id: ObjectId,
 }
 
 /// An open repository with a working tree.
@@ -52,18 +85,22 @@ impl Repo {
         Ok(Repo { repo, workdir })
     }
 
+    pub(super) fn gix(&self) -> &gix::Repository {
+        &self.repo
+    }
+
     /// The root of the working tree.
     pub fn workdir(&self) -> &Path {
         &self.workdir
     }
 
-    /// Writes `files` as a tree, a parentless commit of it, and creates `refname` pointing at it.
-    /// Objects are written before the ref, and the ref must not exist yet, so a crash at any point
-    /// leaves either no ref or a ref to a complete commit.
+    /// Writes `entries` as a tree, a parentless commit of it, and creates `refname` pointing at
+    /// it. Objects are written before the ref, and the ref must not exist yet, so a crash at any
+    /// point leaves either no ref or a ref to a complete commit.
     pub fn create_commit_ref(
         &self,
         refname: &str,
-        files: &[TreeFile],
+        entries: &[TreeEntry],
         message: &str,
     ) -> Result<ObjectId, Error> {
         let name: FullName = refname
@@ -72,9 +109,17 @@ impl Repo {
         let mut editor = self
             .repo
             .edit_tree(ObjectId::empty_tree(self.repo.object_hash()))?;
-        for file in files {
-            let blob = self.repo.write_blob(&file.bytes)?;
-            editor.upsert(file.path.as_str(), EntryKind::Blob, blob)?;
+        for entry in entries {
+            match entry {
+                TreeEntry::Bytes { path, bytes } => {
+                    let blob = self.repo.write_blob(bytes)?;
+                    editor.upsert(path.as_str(), EntryKind::Blob, blob)?;
+                }
+                TreeEntry::File { path, abs, mode } => {
+                    let (kind, blob) = self.write_file(abs, *mode)?;
+                    editor.upsert(path.as_str(), kind, blob)?;
+                }
+            }
         }
         let tree = editor.write()?;
         let signature = self.signature();
@@ -115,6 +160,116 @@ impl Repo {
             }
         })?;
         Ok(commit)
+    }
+
+    fn write_file(&self, abs: &Path, mode: FileMode) -> Result<(EntryKind, ObjectId), Error> {
+        use gix::objs::Write;
+        match mode {
+            FileMode::Symlink => {
+                let target = super::files::link_target(abs)?;
+                Ok((EntryKind::Link, self.repo.write_blob(target)?.detach()))
+            }
+            FileMode::Regular | FileMode::Executable => {
+                let mut file =
+                    std::fs::File::open(abs).map_err(|e| Error::Io(abs.to_path_buf(), e))?;
+                let len = file
+                    .metadata()
+                    .map_err(|e| Error::Io(abs.to_path_buf(), e))?
+                    .len();
+                let id = self
+                    .repo
+                    .objects
+                    .write_stream(gix::objs::Kind::Blob, len, &mut file)?;
+                let kind = if mode == FileMode::Executable {
+                    EntryKind::BlobExecutable
+                } else {
+                    EntryKind::Blob
+                };
+                Ok((kind, id))
+            }
+        }
+    }
+
+    /// The object `refname` points at, if it exists.
+    pub fn find_ref(&self, refname: &str) -> Result<Option<ObjectId>, Error> {
+        Ok(self
+            .repo
+            .try_find_reference(refname)?
+            .and_then(|r| r.try_id().map(|id| id.detach())))
+    }
+
+    /// Whether the object database has `id`.
+    pub fn has_object(&self, id: ObjectId) -> bool {
+        self.repo.has_object(id)
+    }
+
+    /// The commit time of `commit`, in seconds since the epoch.
+    pub fn commit_time(&self, commit: ObjectId) -> Result<i64, Error> {
+        Ok(self.repo.find_commit(commit)?.time()?.seconds)
+    }
+
+    /// Every blob under `dir` (a `/`-separated path, `""` for the root) of the tree of
+    /// `commit`, recursively, in tree order. Names are returned as stored, unchecked.
+    pub fn tree_items(&self, commit: ObjectId, dir: &str) -> Result<Vec<TreeItem>, Error> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let start = if dir.is_empty() {
+            tree.id
+        } else {
+            match tree.lookup_entry_by_path(dir)? {
+                Some(entry) if entry.mode().is_tree() => entry.object_id(),
+                _ => return Ok(Vec::new()),
+            }
+        };
+        let mut items = Vec::new();
+        let mut stack = vec![(start, String::new())];
+        while let Some((id, prefix)) = stack.pop() {
+            let tree = self.repo.find_tree(id)?;
+            let decoded = tree.decode()?;
+            for entry in decoded.entries.iter().rev() {
+                let name = entry.filename.to_str_lossy();
+                let path = if prefix.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                if entry.mode.is_tree() {
+                    stack.push((entry.oid.to_owned(), path));
+                } else {
+                    items.push(TreeItem {
+                        path,
+                        mode: entry.mode.value().into(),
+                        id: entry.oid.to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// The bytes of blob `id`.
+    pub fn read_blob(&self, id: ObjectId) -> Result<Vec<u8>, Error> {
+        Ok(self.repo.find_blob(id)?.take_data())
+    }
+
+    /// Deletes each `(refname, expected id)` in one transaction; fails, deleting nothing, if
+    /// any of them moved meanwhile.
+    pub fn delete_refs(&self, refs: &[(String, ObjectId)]) -> Result<(), Error> {
+        let mut edits = Vec::with_capacity(refs.len());
+        for (refname, id) in refs {
+            edits.push(RefEdit {
+                change: Change::Delete {
+                    expected: PreviousValue::MustExistAndMatch(Target::Object(*id)),
+                    log: RefLog::AndReference,
+                },
+                name: refname
+                    .as_str()
+                    .try_into()
+                    .map_err(|_| Error::RefName(refname.clone()))?,
+                deref: false,
+            });
+        }
+        self.repo.edit_references(edits)?;
+        Ok(())
     }
 
     /// The refs under `prefix` (e.g. `refs/weir/runs/`) with the object each points at, sorted by

@@ -7,7 +7,7 @@ use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
 use crate::exec::RunResult;
-use crate::git::{self, Repo, TreeFile};
+use crate::git::{self, Repo, TreeEntry};
 use crate::report::{JobStatus, RunOutcome};
 
 pub const PREFIX: &str = "refs/weir/runs/";
@@ -138,20 +138,17 @@ impl<'a> Runs<'a> {
 
     /// Writes the record of a finished run; returns its ref name.
     pub fn record(&self, summary: &RunSummary, result: &RunResult) -> Result<String, Error> {
-        let mut files = vec![TreeFile {
-            path: "run".to_owned(),
-            bytes: to_json(summary),
-        }];
+        let mut files = vec![TreeEntry::bytes("run", to_json(summary))];
         for (job, summary) in result.jobs.iter().zip(&summary.jobs) {
-            files.push(TreeFile {
-                path: format!("jobs/{}/result", job.name),
-                bytes: to_json(summary),
-            });
+            files.push(TreeEntry::bytes(
+                format!("jobs/{}/result", job.name),
+                to_json(summary),
+            ));
             if job.status != JobStatus::Skipped {
-                files.push(TreeFile {
-                    path: format!("jobs/{}/log", job.name),
-                    bytes: job.log.clone(),
-                });
+                files.push(TreeEntry::bytes(
+                    format!("jobs/{}/log", job.name),
+                    job.log.clone(),
+                ));
             }
         }
         let refname = format!("{PREFIX}{}", summary.id);

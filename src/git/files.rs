@@ -1,0 +1,346 @@
+//! Files of the working tree as git sees them: which exist, their mode, and their blob id,
+//! taken from the index when the stat data says the file is unchanged (as `git status` does).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::index::entry::{Mode, Stat};
+
+use super::repo::{Error, Repo};
+
+/// A file's mode, as recorded in trees and manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileMode {
+    Regular,
+    Executable,
+    Symlink,
+}
+
+impl FileMode {
+    pub fn as_octal(self) -> &'static str {
+        match self {
+            FileMode::Regular => "100644",
+            FileMode::Executable => "100755",
+            FileMode::Symlink => "120000",
+        }
+    }
+
+    pub fn from_octal(s: &str) -> Option<FileMode> {
+        match s {
+            "100644" => Some(FileMode::Regular),
+            "100755" => Some(FileMode::Executable),
+            "120000" => Some(FileMode::Symlink),
+            _ => None,
+        }
+    }
+
+    fn of(meta: &fs::Metadata) -> Option<FileMode> {
+        use std::os::unix::fs::PermissionsExt;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            Some(FileMode::Symlink)
+        } else if kind.is_file() {
+            Some(if meta.permissions().mode() & 0o111 != 0 {
+                FileMode::Executable
+            } else {
+                FileMode::Regular
+            })
+        } else {
+            None
+        }
+    }
+
+    fn of_index(mode: Mode) -> Option<FileMode> {
+        if mode == Mode::FILE {
+            Some(FileMode::Regular)
+        } else if mode == Mode::FILE_EXECUTABLE {
+            Some(FileMode::Executable)
+        } else if mode == Mode::SYMLINK {
+            Some(FileMode::Symlink)
+        } else {
+            None
+        }
+    }
+}
+
+/// A file and its content id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId {
+    /// Relative to the directory the caller asked about, `/`-separated.
+    pub path: String,
+    pub mode: FileMode,
+    pub id: ObjectId,
+}
+
+struct Tracked {
+    mode: FileMode,
+    id: ObjectId,
+    stat: Stat,
+}
+
+/// What the index knew when it was read: enough to name a clean file's blob without reading it.
+pub struct IndexSnapshot {
+    /// Keyed by path relative to the work tree.
+    entries: BTreeMap<String, Tracked>,
+    /// When the index was written, in whole seconds: entries modified since are "racily clean"
+    /// and must be hashed, as git does.
+    timestamp: i64,
+}
+
+/// Which files a job reads.
+pub struct Query<'a> {
+    /// Whether a path (relative to the base directory) is wanted.
+    pub wanted: &'a dyn Fn(&str) -> bool,
+    /// Directories (relative to the base) to search for untracked files that are not ignored;
+    /// empty means tracked files only.
+    pub walk: &'a [String],
+    /// Paths named outright: counted even when untracked and ignored.
+    pub explicit: &'a [String],
+}
+
+impl Repo {
+    /// Reads the index once; every key of a run is computed against this snapshot.
+    pub fn index_snapshot(&self) -> Result<IndexSnapshot, Error> {
+        let index = self.gix().index_or_empty()?;
+        let mut entries = BTreeMap::new();
+        for entry in index.entries() {
+            if entry.stage_raw() != 0 {
+                continue;
+            }
+            let Some(mode) = FileMode::of_index(entry.mode) else {
+                continue;
+            };
+            let path = entry.path(&index).to_str_lossy().into_owned();
+            entries.insert(
+                path,
+                Tracked {
+                    mode,
+                    id: entry.id,
+                    stat: entry.stat,
+                },
+            );
+        }
+        Ok(IndexSnapshot {
+            entries,
+            timestamp: index.timestamp().unix_seconds(),
+        })
+    }
+
+    /// The files under `base` (a directory of the work tree) that `query` selects, with their
+    /// content ids, sorted by path. Tracked files come from `index`; a file whose stat data
+    /// matches its entry is not read. Deleted files are absent.
+    pub fn files(
+        &self,
+        index: &IndexSnapshot,
+        base: &Path,
+        query: &Query<'_>,
+    ) -> Result<Vec<FileId>, Error> {
+        let prefix = self.prefix_of(base)?;
+        let mut found: BTreeMap<String, FileId> = BTreeMap::new();
+        for (path, tracked) in index.entries.range(prefix.clone()..) {
+            let Some(rel) = path.strip_prefix(&prefix) else {
+                break;
+            };
+            if !(query.wanted)(rel) {
+                continue;
+            }
+            if let Some(file) = file_id(&base.join(rel), rel, Some(tracked), index.timestamp)? {
+                found.insert(rel.to_owned(), file);
+            }
+        }
+        if !query.walk.is_empty() {
+            let mut excludes = self
+                .gix()
+                .excludes(
+                    &gix::index::State::new(self.gix().object_hash()),
+                    None,
+                    gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+                )?;
+            let mut untracked = Vec::new();
+            for dir in query.walk {
+                walk(base, dir, &mut |rel, is_dir| {
+                    let repo_rel = format!("{prefix}{rel}");
+                    if !is_dir && index.entries.contains_key(&repo_rel) {
+                        return Ok(false);
+                    }
+                    let mode = if is_dir { Mode::DIR } else { Mode::FILE };
+                    let ignored = excludes
+                        .at_path(Path::new(&repo_rel), Some(mode))
+                        .map(|p| p.is_excluded())
+                        .unwrap_or(false);
+                    if !ignored && !is_dir && (query.wanted)(rel) {
+                        untracked.push(rel.to_owned());
+                    }
+                    Ok(!ignored)
+                })?;
+            }
+            for rel in untracked {
+                if let Some(file) = file_id(&base.join(&rel), &rel, None, 0)? {
+                    found.insert(rel, file);
+                }
+            }
+        }
+        for rel in query.explicit {
+            if found.contains_key(rel) {
+                continue;
+            }
+            let tracked = index.entries.get(&format!("{prefix}{rel}"));
+            if let Some(file) = file_id(&base.join(rel), rel, tracked, index.timestamp)? {
+                found.insert(rel.clone(), file);
+            }
+        }
+        Ok(found.into_values().collect())
+    }
+
+    /// Every file (ignored or not, tracked or not) under the directories `dirs` of `base` that
+    /// `wanted` accepts, with its content id: what a job wrote as its outputs.
+    pub fn output_files(
+        &self,
+        base: &Path,
+        dirs: &[String],
+        wanted: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<FileId>, Error> {
+        let mut paths = Vec::new();
+        for dir in dirs {
+            walk(base, dir, &mut |rel, is_dir| {
+                if !is_dir && wanted(rel) {
+                    paths.push(rel.to_owned());
+                }
+                Ok(true)
+            })?;
+        }
+        paths.sort();
+        paths.dedup();
+        let mut files = Vec::with_capacity(paths.len());
+        for rel in paths {
+            if let Some(file) = file_id(&base.join(&rel), &rel, None, 0)? {
+                files.push(file);
+            }
+        }
+        Ok(files)
+    }
+
+    /// `base` relative to the work tree, as an index path prefix (`""` or `dir/`).
+    fn prefix_of(&self, base: &Path) -> Result<String, Error> {
+        let rel = base
+            .strip_prefix(self.workdir())
+            .map_err(|_| Error::OutsideWorkTree(base.to_path_buf()))?;
+        let mut prefix = rel.to_string_lossy().into_owned();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(prefix)
+    }
+}
+
+/// The git blob id of `bytes`.
+pub fn blob_id(bytes: &[u8]) -> Result<ObjectId, Error> {
+    Ok(gix::objs::compute_hash(
+        gix::hash::Kind::Sha1,
+        gix::objs::Kind::Blob,
+        bytes,
+    )?)
+}
+
+/// The mode and blob id of the file at `abs`, or `None` if there is no file (or a directory).
+fn file_id(
+    abs: &Path,
+    rel: &str,
+    tracked: Option<&Tracked>,
+    index_timestamp: i64,
+) -> Result<Option<FileId>, Error> {
+    let meta = match fs::symlink_metadata(abs) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::Io(abs.to_path_buf(), e)),
+    };
+    let Some(mode) = FileMode::of(&meta) else {
+        return Ok(None);
+    };
+    if let Some(tracked) = tracked
+        && tracked.mode == mode
+        && i64::from(tracked.stat.mtime.secs) < index_timestamp
+        && stat_matches(abs, &tracked.stat)
+    {
+        return Ok(Some(FileId {
+            path: rel.to_owned(),
+            mode,
+            id: tracked.id,
+        }));
+    }
+    Ok(Some(FileId {
+        path: rel.to_owned(),
+        mode,
+        id: hash_file(abs, mode, meta.len())?,
+    }))
+}
+
+/// The blob id of a file's content (a symlink's target), read as a stream so that a large file
+/// is never held in memory.
+pub(super) fn hash_file(abs: &Path, mode: FileMode, len: u64) -> Result<ObjectId, Error> {
+    if mode == FileMode::Symlink {
+        return blob_id(&link_target(abs)?);
+    }
+    let mut file = fs::File::open(abs).map_err(|e| Error::Io(abs.to_path_buf(), e))?;
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    Ok(gix::objs::compute_stream_hash(
+        gix::hash::Kind::Sha1,
+        gix::objs::Kind::Blob,
+        &mut file,
+        len,
+        &mut gix::progress::Discard,
+        &NEVER,
+    )?)
+}
+
+pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
+    fs::read_link(abs)
+        .map(|target| target.into_os_string().into_encoded_bytes())
+        .map_err(|e| Error::Io(abs.to_path_buf(), e))
+}
+
+fn stat_matches(abs: &Path, stat: &Stat) -> bool {
+    let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(abs) else {
+        return false;
+    };
+    Stat::from_fs(&meta).is_ok_and(|now| now.matches(stat, Default::default()))
+}
+
+/// Calls `visit(rel, is_dir)` for everything under `base/dir` (not following symlinks, never
+/// entering `.git`); a directory is entered only if `visit` returns true for it.
+fn walk(
+    base: &Path,
+    dir: &str,
+    visit: &mut dyn FnMut(&str, bool) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let start: PathBuf = if dir.is_empty() { base.to_path_buf() } else { base.join(dir) };
+    let mut stack = vec![(start, dir.to_owned())];
+    while let Some((abs, rel)) = stack.pop() {
+        let entries = match fs::read_dir(&abs) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => continue,
+            Err(e) => return Err(Error::Io(abs, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::Io(abs.clone(), e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name == ".git" {
+                continue;
+            }
+            let child_rel = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if visit(&child_rel, is_dir)? && is_dir {
+                stack.push((entry.path(), child_rel));
+            }
+        }
+    }
+    Ok(())
+}
