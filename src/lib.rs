@@ -10,5 +10,6 @@ pub mod error;
 pub mod exec;
 pub mod git;
 pub mod graph;
+pub mod key;
 pub mod report;
 pub mod store;

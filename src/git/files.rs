@@ -225,6 +225,17 @@ impl Repo {
         Ok(files)
     }
 
+    /// The named files under `base` that exist, hashed from their content.
+    pub fn files_at(&self, base: &Path, paths: &[String]) -> Result<Vec<FileId>, Error> {
+        let mut files = Vec::with_capacity(paths.len());
+        for rel in paths {
+            if let Some(file) = file_id(&base.join(rel), rel, None, 0)? {
+                files.push(file);
+            }
+        }
+        Ok(files)
+    }
+
     /// `base` relative to the work tree, as an index path prefix (`""` or `dir/`).
     fn prefix_of(&self, base: &Path) -> Result<String, Error> {
         let rel = base

@@ -246,6 +246,11 @@ impl Repo {
         Ok(items)
     }
 
+    /// The size in bytes of object `id`.
+    pub fn object_size(&self, id: ObjectId) -> Result<u64, Error> {
+        Ok(self.repo.find_header(id)?.size())
+    }
+
     /// The bytes of blob `id`.
     pub fn read_blob(&self, id: ObjectId) -> Result<Vec<u8>, Error> {
         Ok(self.repo.find_blob(id)?.take_data())

@@ -1,5 +1,6 @@
-//! What weir keeps as git objects under `refs/weir/`: for now, run records.
+//! What weir keeps as git objects under `refs/weir/`: cache entries and run records.
 
+pub mod cache;
 mod runs;
 
 pub use runs::{Error, JobSummary, RunSummary, Runs, new_run_id};

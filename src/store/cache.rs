@@ -1,0 +1,488 @@
+//! Cache entries: a commit at `refs/weir/cache/<job>/<key>` whose tree holds `manifest`, `log`,
+//! `result` and `outputs/…` (the job's output files at their paths, with exec bits and
+//! symlinks). Restoring checks every stored path before writing any.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gix::ObjectId;
+use serde::{Deserialize, Serialize};
+
+use crate::git::{self, FileId, FileMode, Repo, TreeEntry, TreeItem};
+
+pub const PREFIX: &str = "refs/weir/cache/";
+const OUTPUTS: &str = "outputs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cache entry {key} of `{job}` is refused: {path}: {reason}")]
+    Unsafe {
+        job: String,
+        key: String,
+        path: String,
+        reason: String,
+    },
+    #[error("cannot restore {}", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Git(#[from] git::Error),
+}
+
+/// The `result` file of an entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryResult {
+    pub job: String,
+    pub key: String,
+    pub duration_ms: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    pub weir_version: String,
+    pub outputs: usize,
+}
+
+/// One cache entry, as listed.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub job: String,
+    pub key: String,
+    pub refname: String,
+    pub commit: ObjectId,
+}
+
+/// How a restore went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    pub written: usize,
+    pub unchanged: usize,
+}
+
+pub fn refname(job: &str, key: &str) -> String {
+    format!("{PREFIX}{job}/{key}")
+}
+
+/// The cache in one repository.
+pub struct Cache<'a> {
+    repo: &'a Repo,
+}
+
+impl<'a> Cache<'a> {
+    pub fn new(repo: &'a Repo) -> Cache<'a> {
+        Cache { repo }
+    }
+
+    pub fn lookup(&self, job: &str, key: &str) -> Result<Option<ObjectId>, Error> {
+        Ok(self.repo.find_ref(&refname(job, key))?)
+    }
+
+    /// Stores a successful result. Returns false if an entry for the key already existed (a
+    /// concurrent run stored it first), which is just as good.
+    pub fn store(
+        &self,
+        job: &str,
+        key: &str,
+        manifest: &str,
+        log: &[u8],
+        duration: Duration,
+        root: &Path,
+        outputs: &[FileId],
+    ) -> Result<bool, Error> {
+        let result = EntryResult {
+            job: job.to_owned(),
+            key: key.to_owned(),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+            outputs: outputs.len(),
+        };
+        let mut entries = vec![
+            TreeEntry::bytes("manifest", manifest.as_bytes()),
+            TreeEntry::bytes("log", log),
+            TreeEntry::bytes(
+                "result",
+                serde_json::to_vec_pretty(&result).unwrap_or_default(),
+            ),
+        ];
+        for file in outputs {
+            entries.push(TreeEntry::File {
+                path: format!("{OUTPUTS}/{}", file.path),
+                abs: root.join(&file.path),
+                mode: file.mode,
+            });
+        }
+        let message = format!("weir cache {job} {key}\n");
+        match self
+            .repo
+            .create_commit_ref(&refname(job, key), &entries, &message)
+        {
+            Ok(_) => Ok(true),
+            Err(git::Error::RefExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes the outputs stored in `commit` present under `root`: every stored path is checked
+    /// first, and nothing is written if any is unsafe. Files already equal are left alone.
+    pub fn restore(
+        &self,
+        job: &str,
+        key: &str,
+        commit: ObjectId,
+        root: &Path,
+    ) -> Result<Restored, Error> {
+        let items = self.repo.tree_items(commit, OUTPUTS)?;
+        let mut plan = Vec::with_capacity(items.len());
+        let mut seen = BTreeSet::new();
+        for item in &items {
+            let refuse = |reason: String| Error::Unsafe {
+                job: job.to_owned(),
+                key: key.to_owned(),
+                path: item.path.clone(),
+                reason,
+            };
+            let mode = check_item(item).map_err(refuse)?;
+            if mode == FileMode::Symlink {
+                let target = self.repo.read_blob(item.id)?;
+                check_link(&item.path, &target).map_err(refuse)?;
+            }
+            if !seen.insert(item.path.clone()) {
+                return Err(refuse("it is stored twice".into()));
+            }
+            check_on_disk(root, &item.path).map_err(refuse)?;
+            plan.push((item, mode));
+        }
+        // A stored file must not also be a directory of another stored file.
+        for (item, _) in &plan {
+            let mut parent = Path::new(&item.path).parent();
+            while let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
+                if seen.contains(dir.to_string_lossy().as_ref()) {
+                    return Err(Error::Unsafe {
+                        job: job.to_owned(),
+                        key: key.to_owned(),
+                        path: item.path.clone(),
+                        reason: format!("{} is stored as a file too", dir.display()),
+                    });
+                }
+                parent = dir.parent();
+            }
+        }
+
+        let mut restored = Restored::default();
+        for (item, mode) in plan {
+            let abs = root.join(&item.path);
+            let current = self
+                .repo
+                .files_at(root, std::slice::from_ref(&item.path))?
+                .into_iter()
+                .next();
+            if current.is_some_and(|c| c.mode == mode && c.id == item.id) {
+                restored.unchanged += 1;
+                continue;
+            }
+            let bytes = self.repo.read_blob(item.id)?;
+            write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
+            restored.written += 1;
+        }
+        Ok(restored)
+    }
+
+    /// The manifest stored with an entry.
+    pub fn manifest(&self, commit: ObjectId) -> Result<Option<String>, Error> {
+        Ok(self
+            .repo
+            .read_file(commit, "manifest")?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// The newest entry of `job`, by commit time.
+    pub fn newest(&self, job: &str) -> Result<Option<Entry>, Error> {
+        let mut newest: Option<(i64, Entry)> = None;
+        for entry in self.entries_of(&format!("{PREFIX}{job}/"))? {
+            let time = self.repo.commit_time(entry.commit)?;
+            if newest.as_ref().is_none_or(|(t, _)| time > *t) {
+                newest = Some((time, entry));
+            }
+        }
+        Ok(newest.map(|(_, e)| e))
+    }
+
+    /// Every entry, sorted by job then key.
+    pub fn entries(&self) -> Result<Vec<Entry>, Error> {
+        self.entries_of(PREFIX)
+    }
+
+    fn entries_of(&self, prefix: &str) -> Result<Vec<Entry>, Error> {
+        let mut entries = Vec::new();
+        for (refname, commit) in self.repo.refs_under(prefix)? {
+            let Some((job, key)) = refname[PREFIX.len()..].rsplit_once('/') else {
+                continue;
+            };
+            entries.push(Entry {
+                job: job.to_owned(),
+                key: key.to_owned(),
+                refname: refname.clone(),
+                commit,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The entry's result file.
+    pub fn result(&self, commit: ObjectId) -> Result<Option<EntryResult>, Error> {
+        Ok(self
+            .repo
+            .read_file(commit, "result")?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Seconds since the entry was stored.
+    pub fn age(&self, commit: ObjectId) -> Result<Duration, Error> {
+        let time = self.repo.commit_time(commit)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        Ok(Duration::from_secs(
+            now.saturating_sub(u64::try_from(time).unwrap_or(0)),
+        ))
+    }
+
+    /// Total bytes of an entry's outputs.
+    pub fn size(&self, commit: ObjectId) -> Result<u64, Error> {
+        let mut total = 0;
+        for item in self.repo.tree_items(commit, OUTPUTS)? {
+            total += self.repo.object_size(item.id)?;
+        }
+        Ok(total)
+    }
+
+    /// Problems with an entry: missing objects, unsafe paths. Empty when it is sound.
+    pub fn verify(&self, entry: &Entry) -> Vec<String> {
+        let items = match self.repo.tree_items(entry.commit, "") {
+            Ok(items) => items,
+            Err(e) => return vec![format!("unreadable: {e}")],
+        };
+        let mut problems = Vec::new();
+        for name in ["manifest", "log", "result"] {
+            if !items.iter().any(|i| i.path == name) {
+                problems.push(format!("no `{name}`"));
+            }
+        }
+        for item in &items {
+            if !self.repo.has_object(item.id) {
+                problems.push(format!("{}: object {} is missing", item.path, item.id));
+                continue;
+            }
+            let Some(path) = item.path.strip_prefix("outputs/") else {
+                continue;
+            };
+            let checked = TreeItem {
+                path: path.to_owned(),
+                ..item.clone()
+            };
+            match check_item(&checked) {
+                Err(reason) => problems.push(format!("{}: {reason}", item.path)),
+                Ok(FileMode::Symlink) => {
+                    if let Err(reason) = self
+                        .repo
+                        .read_blob(item.id)
+                        .map_err(|e| e.to_string())
+                        .and_then(|target| check_link(path, &target))
+                    {
+                        problems.push(format!("{}: {reason}", item.path));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        problems
+    }
+
+    /// Deletes entries, in one transaction.
+    pub fn remove(&self, entries: &[Entry]) -> Result<(), Error> {
+        let refs: Vec<(String, ObjectId)> = entries
+            .iter()
+            .map(|e| (e.refname.clone(), e.commit))
+            .collect();
+        Ok(self.repo.delete_refs(&refs)?)
+    }
+}
+
+/// The mode of a stored output, if its path and mode are allowed.
+pub fn check_item(item: &TreeItem) -> Result<FileMode, String> {
+    let mode = match item.mode {
+        0o100644 => FileMode::Regular,
+        0o100755 => FileMode::Executable,
+        0o120000 => FileMode::Symlink,
+        other => return Err(format!("mode {other:o} is not a file, executable or symlink")),
+    };
+    check_path(&item.path)?;
+    Ok(mode)
+}
+
+/// A stored path must be relative, plain and outside `.git`.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') {
+        return Err("the path is absolute".into());
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Err("the path has an empty component".into()),
+            "." | ".." => return Err(format!("the path has a `{component}` component")),
+            c if c.eq_ignore_ascii_case(".git") => {
+                return Err("the path goes into `.git`".into());
+            }
+            c if c.contains('\0') || c.contains('\\') => {
+                return Err("the path has a NUL or backslash".into());
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A stored symlink at `path` pointing at `target` must stay inside the workspace and out of
+/// `.git`.
+pub fn check_link(path: &str, target: &[u8]) -> Result<(), String> {
+    let target = String::from_utf8_lossy(target);
+    if target.starts_with('/') {
+        return Err(format!("the symlink points at an absolute path `{target}`"));
+    }
+    let mut depth: usize = path.split('/').count() - 1;
+    for component in target.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                depth = depth.checked_sub(1).ok_or_else(|| {
+                    format!("the symlink points outside the workspace (`{target}`)")
+                })?;
+            }
+            c if c.eq_ignore_ascii_case(".git") => {
+                return Err(format!("the symlink points into `.git` (`{target}`)"));
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+/// What is already on disk must not take a write elsewhere: no directory where the file goes, no
+/// file where a directory is needed, no symlinked directory leading out of the workspace.
+fn check_on_disk(root: &Path, path: &str) -> Result<(), String> {
+    let abs = root.join(path);
+    if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+        return Err("a directory is in the way".into());
+    }
+    let canonical_root = fs::canonicalize(root).map_err(|e| e.to_string())?;
+    let mut dir = PathBuf::from(root);
+    let parents: Vec<Component> = Path::new(path).components().collect();
+    for component in &parents[..parents.len().saturating_sub(1)] {
+        dir.push(component);
+        match fs::symlink_metadata(&dir) {
+            Err(_) => break,
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let real = fs::canonicalize(&dir).map_err(|e| e.to_string())?;
+                if !real.starts_with(&canonical_root) {
+                    return Err(format!(
+                        "{} is a symlink leading outside the workspace",
+                        dir.display()
+                    ));
+                }
+            }
+            Ok(meta) if !meta.is_dir() => {
+                return Err(format!("{} is a file, not a directory", dir.display()));
+            }
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes one file atomically: a temporary sibling, then a rename over the old one.
+fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = abs.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)?;
+    let name = abs.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = parent.join(format!(".{name}.weir-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if mode == FileMode::Symlink {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::ffi::OsStr::from_bytes(bytes);
+        std::os::unix::fs::symlink(target, &tmp)?;
+    } else {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        let bits = if mode == FileMode::Executable { 0o755 } else { 0o644 };
+        file.set_permissions(fs::Permissions::from_mode(bits))?;
+    }
+    fs::rename(&tmp, abs).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hostile_paths_are_refused() {
+        for bad in ["", "/etc/passwd", "a/../../x", "..", "./a", "a//b", ".git/hooks/x", "a/.GIT/config"] {
+            assert!(check_path(bad).is_err(), "{bad:?} passed");
+        }
+        for good in ["dist/app", "a/b.c/d", ".github/x", "x..y"] {
+            assert!(check_path(good).is_ok(), "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn symlinks_must_stay_inside() {
+        assert!(check_link("dist/latest", b"app-1.0").is_ok());
+        assert!(check_link("dist/sub/latest", b"../app").is_ok());
+        assert!(check_link("dist/latest", b"../../etc/passwd").is_err());
+        assert!(check_link("latest", b"/etc/passwd").is_err());
+        assert!(check_link("link", b"../x").is_err());
+        assert!(check_link("dist/link", b"../.git/config").is_err());
+    }
+
+    proptest! {
+        /// Whatever a stored path is, an accepted one resolves inside the workspace.
+        #[test]
+        fn accepted_paths_stay_inside(parts in proptest::collection::vec("(\\.\\.|\\.|[a-z]{1,3}|\\.git|)", 1..5)) {
+            let path = parts.join("/");
+            if check_path(&path).is_ok() {
+                let root = Path::new("/root/ws");
+                let joined = root.join(&path);
+                let mut depth = 0i32;
+                for c in Path::new(&path).components() {
+                    match c {
+                        Component::Normal(_) => depth += 1,
+                        _ => prop_assert!(false, "{path} has {c:?}"),
+                    }
+                }
+                prop_assert!(depth >= 1 && joined.starts_with(root));
+            }
+        }
+
+        #[test]
+        fn accepted_links_stay_inside(path in "[a-z]{1,3}(/[a-z]{1,3}){0,2}", target in "((\\.\\.|[a-z]{1,2}|\\.)/){0,4}[a-z]{1,2}") {
+            if check_link(&path, target.as_bytes()).is_ok() {
+                let mut depth = path.split('/').count() as i32 - 1;
+                for c in target.split('/') {
+                    match c {
+                        ".." => depth -= 1,
+                        "." | "" => {}
+                        _ => depth += 1,
+                    }
+                    prop_assert!(depth >= 0);
+                }
+            }
+        }
+    }
+}
