@@ -1,6 +1,6 @@
 //! The top-level error, how it maps to an exit code, and the exit codes themselves.
 
-use crate::{config, git, graph, store};
+use crate::{config, engine, git, graph, store};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -23,6 +23,10 @@ pub enum Error {
     Git(#[from] git::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Cache(#[from] store::cache::Error),
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
     #[error("{message}")]
     Usage {
         message: String,
@@ -42,7 +46,11 @@ impl Error {
             Error::Config(_) | Error::Graph(_) | Error::Usage { .. } => exit::USAGE,
             Error::Git(git::Error::NotARepository(_) | git::Error::Bare(_)) => exit::USAGE,
             Error::Store(store::Error::NotFound(_) | store::Error::Ambiguous { .. }) => exit::USAGE,
-            Error::Git(_) | Error::Store(_) | Error::Io { .. } => exit::FAILURE,
+            Error::Git(_)
+            | Error::Store(_)
+            | Error::Cache(_)
+            | Error::Engine(_)
+            | Error::Io { .. } => exit::FAILURE,
         }
     }
 
@@ -56,7 +64,11 @@ impl Error {
             }
             Error::Usage { hint, .. } => hint.clone(),
             // Config errors carry their hints in their own rendering.
-            Error::Config(_) | Error::Git(_) | Error::Io { .. } => None,
+            Error::Config(_)
+            | Error::Git(_)
+            | Error::Cache(_)
+            | Error::Engine(_)
+            | Error::Io { .. } => None,
         }
     }
 

@@ -44,6 +44,7 @@ fn jobs(run: &RunSummary) -> String {
     let mut parts = Vec::new();
     for status in [
         JobStatus::Passed,
+        JobStatus::Cached,
         JobStatus::Failed,
         JobStatus::TimedOut,
         JobStatus::Cancelled,

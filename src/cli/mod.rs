@@ -1,5 +1,7 @@
 //! The command line: parse, call the engine, render. One file per subcommand.
 
+mod cache;
+mod explain;
 mod graph;
 mod init;
 mod log;
@@ -35,6 +37,11 @@ enum Command {
     Validate(validate::Args),
     /// Run jobs and what they need
     Run(run::Args),
+    /// Say whether a job would be restored from the cache, and if not, what changed
+    Explain(explain::Args),
+    /// Inspect, check, trim and share the cache
+    #[command(subcommand)]
+    Cache(cache::Command),
     /// Print the job graph
     Graph(graph::Args),
     /// List recent runs
@@ -61,6 +68,8 @@ pub fn main() -> u8 {
         Command::Init(args) => init::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Run(args) => run::run(args),
+        Command::Explain(args) => explain::run(args),
+        Command::Cache(command) => cache::run(command),
         Command::Graph(args) => graph::run(args),
         Command::Log(args) => log::run(args),
         Command::Show(args) => show::run(args),

@@ -1,14 +1,16 @@
 use std::ffi::OsString;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Event, Job, Pipeline};
+use crate::engine::{CacheOptions, Engine, JobSpec};
 use crate::env_vars;
 use crate::error::{Error, exit};
-use crate::exec::{self, Options, PlannedJob, Stop};
+use crate::exec::{self, Keys, Options, PlannedJob, Stop};
 use crate::graph::{Graph, Selection};
 use crate::report::{JobStatus, Output, Reporter, ReporterKind, RunEvent, RunOutcome};
 use crate::store::{RunSummary, Runs, new_run_id};
@@ -17,16 +19,22 @@ use crate::store::{RunSummary, Runs, new_run_id};
 pub struct Args {
     /// Jobs to run (with what they need); default: every job that is not a deploy job
     #[arg(value_name = "JOB", conflicts_with = "event")]
-    jobs: Vec<String>,
+    names: Vec<String>,
     /// Run the jobs whose `on` lists this event, and what they need
     #[arg(long, value_parser = parse_event)]
     event: Option<Event>,
     /// Jobs to run at once (default: the number of cores)
     #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    jobs_at_once: Option<u16>,
+    jobs: Option<u16>,
     /// After a failure, finish the jobs that do not depend on it
     #[arg(long)]
     keep_going: bool,
+    /// Run every job even if a result for its key is stored (the new result is stored)
+    #[arg(long)]
+    no_cache: bool,
+    /// Say, for each job that runs, why no stored result matched
+    #[arg(long)]
+    explain: bool,
     /// Print NDJSON events on stdout
     #[arg(long)]
     json: bool,
@@ -44,13 +52,21 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let pipeline = context.pipeline()?;
     let (selection, trigger) = match args.event {
         Some(event) => (Selection::Event(event), event),
-        None if args.jobs.is_empty() => (Selection::AllButDeploy, Event::Manual),
-        None => (Selection::Named(args.jobs.clone()), Event::Manual),
+        None if args.names.is_empty() => (Selection::AllButDeploy, Event::Manual),
+        None => (Selection::Named(args.names.clone()), Event::Manual),
     };
     let graph = Graph::select(&pipeline, &selection)?;
-    let plan = plan(&pipeline, &graph);
+    let (plan, engine) = prepare(
+        &context,
+        &pipeline,
+        &graph,
+        CacheOptions {
+            no_cache: args.no_cache,
+            explain: args.explain,
+        },
+    )?;
     let parallel = args
-        .jobs_at_once
+        .jobs
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let kind = if args.json {
@@ -79,7 +95,13 @@ pub fn run(args: Args) -> Result<u8, Error> {
     };
     let result = runtime.block_on(async {
         let interrupt = listen_for_interrupts()?;
-        Ok::<_, Error>(exec::run(&plan, options, interrupt, |event| reporter.event(event)).await)
+        let keys: Arc<dyn Keys> = Arc::new(engine);
+        Ok::<_, Error>(
+            exec::run(&plan, options, keys, interrupt, |event| {
+                reporter.event(event)
+            })
+            .await,
+        )
     })?;
 
     let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
@@ -98,9 +120,9 @@ pub fn run(args: Args) -> Result<u8, Error> {
         outcome: result.outcome,
         duration: result.duration,
         passed: summary.count(JobStatus::Passed),
-        failed: summary.jobs.len()
-            - summary.count(JobStatus::Passed)
-            - summary.count(JobStatus::Skipped),
+        cached: summary.count(JobStatus::Cached),
+        failed: summary.count(JobStatus::Failed) + summary.count(JobStatus::TimedOut),
+        cancelled: summary.count(JobStatus::Cancelled),
         skipped: summary.count(JobStatus::Skipped),
         record,
     });
@@ -109,6 +131,31 @@ pub fn run(args: Args) -> Result<u8, Error> {
         RunOutcome::Failed => exit::FAILURE,
         RunOutcome::Cancelled => exit::INTERRUPTED,
     })
+}
+
+/// The scheduler's plan for `graph`, and the engine that keys and caches its jobs.
+pub(super) fn prepare(
+    context: &super::Context,
+    pipeline: &Pipeline,
+    graph: &Graph,
+    options: CacheOptions,
+) -> Result<(Vec<PlannedJob>, Engine), Error> {
+    let plan = plan(pipeline, graph);
+    let specs = plan
+        .iter()
+        .zip(&graph.jobs)
+        .map(|(planned, &index)| {
+            JobSpec::new(
+                &pipeline.jobs[index],
+                planned.shell.clone(),
+                planned.cwd.clone(),
+                planned.env.clone(),
+                &pipeline.env,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let engine = Engine::new(context.repo.clone(), pipeline, specs, options)?;
+    Ok((plan, engine))
 }
 
 /// Resolves the selected jobs into what the scheduler needs.

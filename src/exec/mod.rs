@@ -2,9 +2,11 @@
 //! output captured within a fixed budget, and timeouts and Ctrl-C end whole process trees.
 
 mod capture;
+mod keys;
 mod process;
 mod scheduler;
 
 pub use capture::CappedLog;
+pub use keys::{Before, Keys, NoCache};
 pub use process::{Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};

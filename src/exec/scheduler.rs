@@ -1,5 +1,6 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -7,6 +8,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::capture::{CappedLog, LineSplitter};
+use super::keys::{Before, Keys};
 use super::process::{Step, StepEnd, Stop, run_step};
 use crate::report::{JobStatus, RunEvent, RunOutcome};
 
@@ -43,6 +45,8 @@ pub struct JobResult {
     pub status: JobStatus,
     pub attempts: u32,
     pub exit_code: Option<i32>,
+    /// The job's key, when it got as far as computing one.
+    pub key: Option<String>,
     pub reason: Option<String>,
     pub started: Option<SystemTime>,
     pub duration: Duration,
@@ -69,6 +73,7 @@ enum State {
 pub async fn run(
     plan: &[PlannedJob],
     options: Options,
+    keys: Arc<dyn Keys>,
     mut interrupt: watch::Receiver<Stop>,
     mut on_event: impl FnMut(&RunEvent),
 ) -> RunResult {
@@ -90,15 +95,28 @@ pub async fn run(
                     && plan[i]
                         .needs
                         .iter()
-                        .all(|&n| states[n] == State::Done(JobStatus::Passed))
+                        .all(|&n| matches!(states[n], State::Done(s) if s.is_success()))
             });
             let Some(index) = ready else { break };
             states[index] = State::Running;
             running += 1;
             let job = plan[index].clone();
-            let stop = stop_rx.clone();
-            let events = events_tx.clone();
-            tasks.spawn(async move { (index, run_job(job, stop, events).await) });
+            let needs = plan[index]
+                .needs
+                .iter()
+                .map(|&n| {
+                    let key = results[n].as_ref().and_then(|r| r.key.clone());
+                    (plan[n].name.clone(), key.unwrap_or_default())
+                })
+                .collect();
+            let context = JobContext {
+                index,
+                needs,
+                keys: Arc::clone(&keys),
+                stop: stop_rx.clone(),
+                events: events_tx.clone(),
+            };
+            tasks.spawn(async move { (index, run_job(job, context).await) });
         }
         if running == 0 {
             break;
@@ -124,10 +142,11 @@ pub async fn run(
                     duration: result.duration,
                     attempts: result.attempts,
                     exit_code: result.exit_code,
+                    key: result.key.clone(),
                     reason: result.reason.clone(),
                     tail: tail(&result.log),
                 });
-                if result.status != JobStatus::Passed && !options.keep_going && !stopping {
+                if !result.status.is_success() && !options.keep_going && !stopping {
                     stopping = true;
                     let _ = stop_tx.send(Stop::Graceful);
                 }
@@ -163,6 +182,7 @@ pub async fn run(
                     duration: Duration::ZERO,
                     attempts: 0,
                     exit_code: None,
+                    key: None,
                     reason: Some(reason.clone()),
                     tail: String::new(),
                 });
@@ -171,6 +191,7 @@ pub async fn run(
                     status: JobStatus::Skipped,
                     attempts: 0,
                     exit_code: None,
+                    key: None,
                     reason: Some(reason),
                     started: None,
                     duration: Duration::ZERO,
@@ -181,7 +202,7 @@ pub async fn run(
         .collect();
     let outcome = if interrupted {
         RunOutcome::Cancelled
-    } else if jobs.iter().all(|j| j.status == JobStatus::Passed) {
+    } else if jobs.iter().all(|j| j.status.is_success()) {
         RunOutcome::Passed
     } else {
         RunOutcome::Failed
@@ -197,7 +218,7 @@ fn skip_reason(plan: &[PlannedJob], states: &[State], index: usize) -> String {
     let blocked: Vec<&str> = plan[index]
         .needs
         .iter()
-        .filter(|&&n| states[n] != State::Done(JobStatus::Passed))
+        .filter(|&&n| !matches!(states[n], State::Done(s) if s.is_success()))
         .map(|&n| plan[n].name.as_str())
         .collect();
     match blocked.as_slice() {
@@ -220,28 +241,121 @@ fn tail(log: &[u8]) -> String {
     String::from_utf8_lossy(&log[start..]).into_owned()
 }
 
-/// Runs every attempt of one job; the scheduler reports how it finished.
-async fn run_job(
-    job: PlannedJob,
-    mut stop: watch::Receiver<Stop>,
+/// What a job task needs besides the job.
+struct JobContext {
+    index: usize,
+    needs: Vec<(String, String)>,
+    keys: Arc<dyn Keys>,
+    stop: watch::Receiver<Stop>,
     events: mpsc::UnboundedSender<RunEvent>,
-) -> JobResult {
+}
+
+/// Computes a job's key, restores its stored result or runs every attempt of it and stores the
+/// result; the scheduler reports how it finished.
+async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let attempts = job.retries + 1;
+    let JobContext {
+        index,
+        needs,
+        keys,
+        mut stop,
+        events,
+    } = context;
+    let _ = events.send(RunEvent::JobStarted {
+        job: job.name.clone(),
+        attempt: 1,
+        attempts: job.retries + 1,
+    });
+    let before = {
+        let keys = Arc::clone(&keys);
+        tokio::task::spawn_blocking(move || keys.before(index, &needs))
+            .await
+            .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
+    };
     let mut log = CappedLog::default();
+    let (key, store) = match before {
+        Err(reason) => {
+            log.push(format!("[weir: {reason}]\n").as_bytes());
+            return JobResult {
+                name: job.name,
+                status: JobStatus::Failed,
+                attempts: 0,
+                exit_code: None,
+                key: None,
+                reason: Some(reason),
+                started: Some(started_at),
+                duration: started.elapsed(),
+                log: log.to_bytes(),
+            };
+        }
+        Ok(Before::Hit { key, restored }) => {
+            let reason = match restored {
+                0 => None,
+                n => Some(format!("restored {n} output file(s)")),
+            };
+            return JobResult {
+                name: job.name,
+                status: JobStatus::Cached,
+                attempts: 0,
+                exit_code: Some(0),
+                key: Some(key),
+                reason,
+                started: Some(started_at),
+                duration: started.elapsed(),
+                log: Vec::new(),
+            };
+        }
+        Ok(Before::Run {
+            key,
+            store,
+            explain,
+            notes,
+        }) => {
+            if let Some(changes) = explain {
+                let _ = events.send(RunEvent::JobExplained {
+                    job: job.name.clone(),
+                    key: key.clone(),
+                    changes,
+                });
+            }
+            for note in notes {
+                let line = format!("[weir: {note}]");
+                log.push(format!("{line}\n").as_bytes());
+                let _ = events.send(RunEvent::JobOutput {
+                    job: job.name.clone(),
+                    line,
+                });
+            }
+            (key, store)
+        }
+    };
+    if *stop.borrow() != Stop::No {
+        return JobResult {
+            name: job.name,
+            status: JobStatus::Cancelled,
+            attempts: 0,
+            exit_code: None,
+            key: Some(key),
+            reason: None,
+            started: Some(started_at),
+            duration: started.elapsed(),
+            log: log.to_bytes(),
+        };
+    }
+    let attempts = job.retries + 1;
     let mut lines = LineSplitter::default();
     let mut last = (JobStatus::Failed, None, None);
     let mut attempt = 0;
 
     while attempt < attempts {
         attempt += 1;
-        let _ = events.send(RunEvent::JobStarted {
-            job: job.name.clone(),
-            attempt,
-            attempts,
-        });
         if attempt > 1 {
+            let _ = events.send(RunEvent::JobStarted {
+                job: job.name.clone(),
+                attempt,
+                attempts,
+            });
             log.push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
         }
         let deadline = job.timeout.map(|t| Instant::now() + t);
@@ -322,6 +436,25 @@ async fn run_job(
         }
     }
     let (status, exit_code, reason) = last;
+    let duration = started.elapsed();
+    if status == JobStatus::Passed && store {
+        let bytes = log.to_bytes();
+        let stored = {
+            let key = key.clone();
+            tokio::task::spawn_blocking(move || keys.after(index, &key, &bytes, duration))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        if let Err(err) = stored {
+            // The job passed; failing to cache it only costs a rerun next time.
+            let line = format!("[weir: could not store the result: {err}]");
+            log.push(format!("{line}\n").as_bytes());
+            let _ = events.send(RunEvent::JobOutput {
+                job: job.name.clone(),
+                line,
+            });
+        }
+    }
     JobResult {
         name: job.name,
         status,
@@ -331,9 +464,10 @@ async fn run_job(
         } else {
             exit_code
         },
+        key: (!key.is_empty()).then_some(key),
         reason,
         started: Some(started_at),
-        duration: started.elapsed(),
+        duration,
         log: log.to_bytes(),
     }
 }

@@ -154,13 +154,11 @@ impl Repo {
             }
         }
         if !query.walk.is_empty() {
-            let mut excludes = self
-                .gix()
-                .excludes(
-                    &gix::index::State::new(self.gix().object_hash()),
-                    None,
-                    gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
-                )?;
+            let mut excludes = self.gix().excludes(
+                &gix::index::State::new(self.gix().object_hash()),
+                None,
+                gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+            )?;
             let mut untracked = Vec::new();
             for dir in query.walk {
                 walk(base, dir, &mut |rel, is_dir| {
@@ -267,7 +265,9 @@ fn file_id(
 ) -> Result<Option<FileId>, Error> {
     let meta = match fs::symlink_metadata(abs) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
             return Ok(None);
         }
         Err(e) => return Err(Error::Io(abs.to_path_buf(), e)),
@@ -331,12 +331,21 @@ fn walk(
     dir: &str,
     visit: &mut dyn FnMut(&str, bool) -> Result<bool, Error>,
 ) -> Result<(), Error> {
-    let start: PathBuf = if dir.is_empty() { base.to_path_buf() } else { base.join(dir) };
+    let start: PathBuf = if dir.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(dir)
+    };
     let mut stack = vec![(start, dir.to_owned())];
     while let Some((abs, rel)) = stack.pop() {
         let entries = match fs::read_dir(&abs) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => continue,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::NotADirectory =>
+            {
+                continue;
+            }
             Err(e) => return Err(Error::Io(abs, e)),
         };
         for entry in entries {
@@ -346,7 +355,11 @@ fn walk(
             if name == ".git" {
                 continue;
             }
-            let child_rel = if rel.is_empty() { name.to_owned() } else { format!("{rel}/{name}") };
+            let child_rel = if rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{rel}/{name}")
+            };
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
             if visit(&child_rel, is_dir)? && is_dir {
                 stack.push((entry.path(), child_rel));

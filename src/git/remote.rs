@@ -8,7 +8,13 @@ use super::repo::{Error, Repo};
 impl Repo {
     /// `git fetch REMOTE REFSPEC…`; returns git's report.
     pub fn fetch(&self, remote: &str, refspecs: &[String]) -> Result<String, Error> {
-        let mut args = vec!["fetch", "--no-tags", "--no-write-fetch-head", "--quiet", remote];
+        let mut args = vec![
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--quiet",
+            remote,
+        ];
         args.extend(refspecs.iter().map(String::as_str));
         self.git(&args)
     }

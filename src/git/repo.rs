@@ -60,6 +60,7 @@ pub struct TreeItem {
 }
 
 /// An open repository with a working tree.
+#[derive(Clone)]
 pub struct Repo {
     repo: gix::Repository,
     workdir: PathBuf,

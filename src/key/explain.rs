@@ -9,7 +9,10 @@ const MAX_FILES: usize = 20;
 pub fn diff(old: &Manifest, new: &Manifest) -> Vec<String> {
     let mut changes = Vec::new();
     if old.platform != new.platform {
-        changes.push(format!("platform changed: {} → {}", old.platform, new.platform));
+        changes.push(format!(
+            "platform changed: {} → {}",
+            old.platform, new.platform
+        ));
     }
     if old.shell != new.shell {
         changes.push(format!("shell changed: {} → {}", old.shell, new.shell));
@@ -30,7 +33,9 @@ pub fn diff(old: &Manifest, new: &Manifest) -> Vec<String> {
             }
         }
     }
-    map_changes(&mut changes, "env", &old.env, &new.env, |_, _| "changed".into());
+    map_changes(&mut changes, "env", &old.env, &new.env, |_, _| {
+        "changed".into()
+    });
     if old.secrets != new.secrets {
         changes.push(format!(
             "secrets changed: [{}] → [{}]",
@@ -119,14 +124,22 @@ mod tests {
         let old = Manifest {
             job: "build".into(),
             steps: vec!["make".into()],
-            env: [("A".to_string(), "1".to_string()), ("B".to_string(), "x".to_string())].into(),
+            env: [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "x".to_string()),
+            ]
+            .into(),
             needs: [("fmt".to_string(), "k1".to_string())].into(),
             inputs: vec![input("a.c", "1"), input("b.c", "2"), input("gone.c", "3")],
             ..Default::default()
         };
         let new = Manifest {
             steps: vec!["make -j2".into()],
-            env: [("A".to_string(), "2".to_string()), ("C".to_string(), "y".to_string())].into(),
+            env: [
+                ("A".to_string(), "2".to_string()),
+                ("C".to_string(), "y".to_string()),
+            ]
+            .into(),
             needs: [("fmt".to_string(), "k2".to_string())].into(),
             inputs: vec![input("a.c", "1"), input("b.c", "9"), input("new.c", "4")],
             ..old.clone()

@@ -80,10 +80,19 @@ mod tests {
 
     #[test]
     fn search_starts_at_the_literal_prefix_and_literals_are_explicit() {
-        let g = globs(&["packages/p1/src/**", "packages/p1/src/deep/*.js", "Cargo.toml", "**/*.rs"]);
+        let g = globs(&[
+            "packages/p1/src/**",
+            "packages/p1/src/deep/*.js",
+            "Cargo.toml",
+            "**/*.rs",
+        ]);
         assert_eq!(g.walk_dirs(), [""]);
         assert_eq!(g.explicit(), ["Cargo.toml"]);
-        let g = globs(&["packages/p1/src/**", "packages/p1/src/deep/*.js", "scripts/build.sh"]);
+        let g = globs(&[
+            "packages/p1/src/**",
+            "packages/p1/src/deep/*.js",
+            "scripts/build.sh",
+        ]);
         assert_eq!(g.walk_dirs(), ["packages/p1/src"]);
     }
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "kebab-case")]
 pub enum JobStatus {
     Passed,
+    /// A stored result for the same key was restored instead of running.
+    Cached,
     Failed,
     TimedOut,
     Cancelled,
@@ -15,9 +17,15 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// Whether the job's result is good: what depends on it may run.
+    pub fn is_success(self) -> bool {
+        matches!(self, JobStatus::Passed | JobStatus::Cached)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobStatus::Passed => "passed",
+            JobStatus::Cached => "cached",
             JobStatus::Failed => "failed",
             JobStatus::TimedOut => "timed-out",
             JobStatus::Cancelled => "cancelled",
@@ -59,6 +67,12 @@ pub enum RunEvent {
         attempt: u32,
         attempts: u32,
     },
+    /// Why a job's key has no stored result (`--explain`).
+    JobExplained {
+        job: String,
+        key: String,
+        changes: Vec<String>,
+    },
     /// One line of a job's output; human renderers print it, `--json` leaves it out.
     #[serde(skip)]
     JobOutput { job: String, line: String },
@@ -69,6 +83,8 @@ pub enum RunEvent {
         duration: Duration,
         attempts: u32,
         exit_code: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
         /// Why it did not pass, in words.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
@@ -82,7 +98,9 @@ pub enum RunEvent {
         #[serde(rename = "duration_ms", serialize_with = "millis")]
         duration: Duration,
         passed: usize,
+        cached: usize,
         failed: usize,
+        cancelled: usize,
         skipped: usize,
         /// The ref the run is recorded under.
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -32,6 +32,8 @@ pub fn job_finished(
     };
     match (status, reason) {
         (JobStatus::Passed, _) => format!("{job}: passed in {took}{attempts}"),
+        (JobStatus::Cached, Some(reason)) => format!("{job}: cached ({reason})"),
+        (JobStatus::Cached, None) => format!("{job}: cached"),
         (JobStatus::Skipped, Some(reason)) => format!("{job}: skipped ({reason})"),
         (JobStatus::Skipped, None) => format!("{job}: skipped"),
         (status, Some(reason)) => {
@@ -41,13 +43,27 @@ pub fn job_finished(
     }
 }
 
+/// The lines explaining why a job's key missed.
+pub fn explained(job: &str, key: &str, changes: &[String]) -> String {
+    let mut text = format!(
+        "{job}: no stored result for key {}",
+        &key[..key.len().min(12)]
+    );
+    for change in changes {
+        text.push_str(&format!("\n  {change}"));
+    }
+    text
+}
+
 /// The closing summary of a run.
 pub fn run_finished(event: &RunEvent) -> Option<String> {
     let RunEvent::RunFinished {
         outcome,
         duration,
         passed,
+        cached,
         failed,
+        cancelled,
         skipped,
         record,
         ..
@@ -56,8 +72,14 @@ pub fn run_finished(event: &RunEvent) -> Option<String> {
         return None;
     };
     let mut parts = vec![format!("{passed} passed")];
+    if *cached > 0 {
+        parts.push(format!("{cached} cached"));
+    }
     if *failed > 0 {
         parts.push(format!("{failed} failed"));
+    }
+    if *cancelled > 0 {
+        parts.push(format!("{cancelled} cancelled"));
     }
     if *skipped > 0 {
         parts.push(format!("{skipped} skipped"));

@@ -96,6 +96,9 @@ impl Reporter {
             RunEvent::JobOutput { job, line } => {
                 Output.err(&format!("{job:>width$} | {line}", width = self.width));
             }
+            RunEvent::JobExplained { job, key, changes } => {
+                Output.err(&human::explained(job, key, changes));
+            }
             RunEvent::JobFinished {
                 job,
                 status,
@@ -148,6 +151,9 @@ impl Reporter {
                 bar.set_message(label);
             }
             RunEvent::JobOutput { .. } => {}
+            RunEvent::JobExplained { job, key, changes } => {
+                let _ = self.multi.println(human::explained(job, key, changes));
+            }
             RunEvent::JobFinished {
                 job,
                 status,

@@ -52,6 +52,20 @@ pub struct Entry {
     pub commit: ObjectId,
 }
 
+/// A result to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEntry<'a> {
+    pub job: &'a str,
+    pub key: &'a str,
+    /// The encoded manifest the key was computed from.
+    pub manifest: &'a str,
+    pub log: &'a [u8],
+    pub duration: Duration,
+    /// The directory output paths are relative to.
+    pub root: &'a Path,
+    pub outputs: &'a [FileId],
+}
+
 /// How a restore went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
@@ -79,16 +93,16 @@ impl<'a> Cache<'a> {
 
     /// Stores a successful result. Returns false if an entry for the key already existed (a
     /// concurrent run stored it first), which is just as good.
-    pub fn store(
-        &self,
-        job: &str,
-        key: &str,
-        manifest: &str,
-        log: &[u8],
-        duration: Duration,
-        root: &Path,
-        outputs: &[FileId],
-    ) -> Result<bool, Error> {
+    pub fn store(&self, entry: &NewEntry<'_>) -> Result<bool, Error> {
+        let NewEntry {
+            job,
+            key,
+            manifest,
+            log,
+            duration,
+            root,
+            outputs,
+        } = *entry;
         let result = EntryResult {
             job: job.to_owned(),
             key: key.to_owned(),
@@ -316,7 +330,11 @@ pub fn check_item(item: &TreeItem) -> Result<FileMode, String> {
         0o100644 => FileMode::Regular,
         0o100755 => FileMode::Executable,
         0o120000 => FileMode::Symlink,
-        other => return Err(format!("mode {other:o} is not a file, executable or symlink")),
+        other => {
+            return Err(format!(
+                "mode {other:o} is not a file, executable or symlink"
+            ));
+        }
     };
     check_path(&item.path)?;
     Ok(mode)
@@ -418,7 +436,11 @@ fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
     } else {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        let bits = if mode == FileMode::Executable { 0o755 } else { 0o644 };
+        let bits = if mode == FileMode::Executable {
+            0o755
+        } else {
+            0o644
+        };
         file.set_permissions(fs::Permissions::from_mode(bits))?;
     }
     fs::rename(&tmp, abs).inspect_err(|_| {
@@ -433,7 +455,16 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_refused() {
-        for bad in ["", "/etc/passwd", "a/../../x", "..", "./a", "a//b", ".git/hooks/x", "a/.GIT/config"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../../x",
+            "..",
+            "./a",
+            "a//b",
+            ".git/hooks/x",
+            "a/.GIT/config",
+        ] {
             assert!(check_path(bad).is_err(), "{bad:?} passed");
         }
         for good in ["dist/app", "a/b.c/d", ".github/x", "x..y"] {

@@ -63,6 +63,8 @@ pub struct JobSummary {
     pub attempts: u32,
     pub exit_code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<String>,
@@ -87,6 +89,7 @@ impl RunSummary {
                     status: job.status,
                     attempts: job.attempts,
                     exit_code: job.exit_code,
+                    key: job.key.clone(),
                     reason: job.reason.clone(),
                     started: job.started.map(rfc3339),
                     duration_ms: millis(job.duration),
@@ -144,7 +147,7 @@ impl<'a> Runs<'a> {
                 format!("jobs/{}/result", job.name),
                 to_json(summary),
             ));
-            if job.status != JobStatus::Skipped {
+            if !job.log.is_empty() {
                 files.push(TreeEntry::bytes(
                     format!("jobs/{}/log", job.name),
                     job.log.clone(),

@@ -46,7 +46,7 @@ fn log_lists_runs_newest_first_and_show_prints_their_logs() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{}", log.stdout());
     assert!(
-        lines[0].contains("failed") && lines[0].contains("1 passed, 1 failed"),
+        lines[0].contains("failed") && lines[0].contains("1 cached, 1 failed"),
         "{}",
         lines[0]
     );
