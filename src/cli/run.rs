@@ -93,6 +93,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         parallel,
         keep_going: args.keep_going,
     };
+    exec::adopt_orphans();
     let result = runtime.block_on(async {
         let interrupt = listen_for_interrupts()?;
         let keys: Arc<dyn Keys> = Arc::new(engine);
@@ -104,6 +105,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         )
     })?;
 
+    exec::end_orphans(exec::GRACE);
     let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
     let recording = std::time::Instant::now();
     let record = match Runs::new(&context.repo).record(&summary, &result) {

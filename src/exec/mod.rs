@@ -3,10 +3,12 @@
 
 mod capture;
 mod keys;
+mod orphans;
 mod process;
 mod scheduler;
 
 pub use capture::CappedLog;
 pub use keys::{Before, Keys, NoCache};
-pub use process::{Stop, find_shell};
+pub use orphans::{adopt_orphans, end_orphans};
+pub use process::{GRACE, Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};

@@ -153,3 +153,19 @@ run = "echo first-line; head -c 20000000 /dev/zero | tr '\\0' 'x'; echo; echo la
     assert!(text.contains("last-line"));
     assert!(text.contains("bytes cut]"));
 }
+
+#[test]
+fn processes_that_leave_the_job_group_do_not_outlive_weir() {
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.daemon]
+run = "setsid sh -c 'echo $$ > daemon; exec sleep 300' > /dev/null 2>&1 < /dev/null & while [ ! -s daemon ]; do sleep 0.01; done"
+"#,
+    );
+    repo.weir(&["run"]).expect_code(0);
+    let daemon = pid_in(&repo, "daemon");
+    assert!(
+        gone_within(daemon, Duration::from_secs(5)),
+        "daemon {daemon} outlived weir"
+    );
+}

@@ -1,0 +1,66 @@
+//! Processes that left their job's process group (`setsid`, daemons) are still weir's to end:
+//! as a child subreaper, weir inherits them when their parent exits, and ends them when the run
+//! is over, so that no process outlives `weir`.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+
+/// Makes orphaned descendants of this process its children instead of init's.
+pub fn adopt_orphans() {
+    // Without it (an old kernel), escaped processes are simply not ended; jobs still run.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+/// Ends every remaining child of this process: TERM, up to `grace`, KILL; and reaps them. Called
+/// when every job is over, so any child left is an orphan weir adopted.
+pub fn end_orphans(grace: Duration) {
+    let start = Instant::now();
+    let mut signal = Signal::SIGTERM;
+    loop {
+        let children = children();
+        if children.is_empty() {
+            return;
+        }
+        for &(pid, zombie) in &children {
+            if zombie {
+                let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            } else {
+                let _ = kill(pid, signal);
+            }
+        }
+        if start.elapsed() >= grace {
+            signal = Signal::SIGKILL;
+        }
+        if start.elapsed() >= grace * 2 {
+            // Only processes weir cannot kill or reap remain; stop rather than hang.
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        for &(pid, _) in &children {
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+        }
+    }
+}
+
+/// This process's children, and whether each is a zombie.
+fn children() -> Vec<(Pid, bool)> {
+    let me = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let rest = stat.rsplit_once(')')?.1;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let ppid = fields.next()?;
+            (ppid == me).then_some((Pid::from_raw(pid), state == "Z"))
+        })
+        .collect()
+}
