@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Scheduler overhead: 500 trivial jobs (`true`) in a wide DAG, `weir run -j 2`, against
-# `xargs -P 2 -n 1 sh -c` over the same 500 commands, in one hyperfine run.
+# `xargs -P 2 -n 1 sh -c` over the same 500 commands, in one hyperfine run. The jobs opt out of
+# the cache (`cache = false`) so that every run runs all 500.
 #
 #   cargo build --release && bash bench/scheduler.sh
 #
@@ -24,7 +25,7 @@ git init -q -b main
 {
   # Levels of WIDTH jobs; each job needs the job above it in the previous level.
   for ((i = 0; i < N; i++)); do
-    printf '[jobs.j%03d]\nrun = "true"\n' "$i"
+    printf '[jobs.j%03d]\nrun = "true"\ncache = false\n' "$i"
     if ((i >= WIDTH)); then printf 'needs = ["j%03d"]\n' $((i - WIDTH)); fi
     printf '\n'
   done

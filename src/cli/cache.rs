@@ -154,14 +154,15 @@ fn select_for_gc(
     let mut aged = Vec::new();
     for entry in cache.entries()? {
         let age = cache.age(entry.commit)?;
-        aged.push((entry, age));
+        let stored = cache.stored_at(entry.commit)?;
+        aged.push((entry, age, stored));
     }
     // Newest first within each job.
-    aged.sort_by(|a, b| a.0.job.cmp(&b.0.job).then(a.1.cmp(&b.1)));
+    aged.sort_by(|a, b| a.0.job.cmp(&b.0.job).then(b.2.cmp(&a.2)));
     let mut doomed = Vec::new();
     let mut rank = 0;
     let mut job = String::new();
-    for (entry, age) in aged {
+    for (entry, age, _) in aged {
         if entry.job != job {
             job = entry.job.clone();
             rank = 0;

@@ -107,7 +107,7 @@ impl<'a> Cache<'a> {
             job: job.to_owned(),
             key: key.to_owned(),
             duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             weir_version: env!("CARGO_PKG_VERSION").to_owned(),
             outputs: outputs.len(),
         };
@@ -210,16 +210,24 @@ impl<'a> Cache<'a> {
             .map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
-    /// The newest entry of `job`, by commit time.
+    /// The newest entry of `job`: by commit time, then by the stored time to the millisecond
+    /// (commit times have whole seconds).
     pub fn newest(&self, job: &str) -> Result<Option<Entry>, Error> {
-        let mut newest: Option<(i64, Entry)> = None;
+        let mut newest: Option<((i64, String), Entry)> = None;
         for entry in self.entries_of(&format!("{PREFIX}{job}/"))? {
-            let time = self.repo.commit_time(entry.commit)?;
+            let time = self.stored_at(entry.commit)?;
             if newest.as_ref().is_none_or(|(t, _)| time > *t) {
                 newest = Some((time, entry));
             }
         }
         Ok(newest.map(|(_, e)| e))
+    }
+
+    /// When an entry was stored, in an order that sorts: commit time in seconds, then the
+    /// stored RFC 3339 time with milliseconds.
+    pub fn stored_at(&self, commit: ObjectId) -> Result<(i64, String), Error> {
+        let precise = self.result(commit)?.map(|r| r.time).unwrap_or_default();
+        Ok((self.repo.commit_time(commit)?, precise))
     }
 
     /// Every entry, sorted by job then key.

@@ -1,5 +1,6 @@
 //! Every CLI test, in one binary so the crate links once.
 
+mod cache;
 mod commands;
 mod common;
 mod config_errors;

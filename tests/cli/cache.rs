@@ -1,0 +1,521 @@
+//! The content-addressed cache: hits, misses, restores, explain, hostile entries, sharing
+//! through a bare remote, concurrency and housekeeping.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use crate::common::{Run, TestRepo};
+
+/// A build with every kind of output: text, binary, executable, symlink. `runs` counts how
+/// often it really ran (it is not an input or output).
+const BUILD: &str = r#"
+[jobs.build]
+inputs = ["src/**"]
+outputs = ["dist/**"]
+run = [
+    "echo run >> runs",
+    "mkdir -p dist/bin",
+    "tr a-z A-Z < src/main.txt > dist/out.txt",
+    "printf '\\000\\001\\377binary' > dist/data.bin",
+    "printf '#!/bin/sh\\necho hi\\n' > dist/bin/tool && chmod +x dist/bin/tool",
+    "ln -sf out.txt dist/latest",
+]
+
+[jobs.test]
+needs = ["build"]
+inputs = ["tests/**"]
+run = "echo run >> test-runs; cat dist/out.txt"
+"#;
+
+fn build_repo() -> TestRepo {
+    let repo = TestRepo::with_pipeline(BUILD);
+    repo.write("src/main.txt", "hello\n");
+    repo.write("tests/t.txt", "t\n");
+    repo.write("README", "readme\n");
+    repo.write(".gitignore", "dist/\nruns\ntest-runs\n");
+    repo.commit_all("init");
+    repo
+}
+
+fn runs(repo: &TestRepo, file: &str) -> usize {
+    std::fs::read_to_string(repo.file(file)).map_or(0, |s| s.lines().count())
+}
+
+/// Every file under `dir` with its mode and content (a symlink's target).
+fn snapshot(repo: &TestRepo, dir: &str) -> Vec<(String, u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![repo.file(dir)];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap() {
+            let entry = entry.unwrap();
+            let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+            let rel = entry
+                .path()
+                .strip_prefix(repo.path())
+                .unwrap()
+                .display()
+                .to_string();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(entry.path()).unwrap();
+                out.push((rel, 0o120000, target.display().to_string().into_bytes()));
+            } else {
+                out.push((
+                    rel,
+                    meta.permissions().mode() & 0o111,
+                    std::fs::read(entry.path()).unwrap(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_second_run_is_a_hit_and_restores_outputs_byte_for_byte() {
+    let repo = build_repo();
+    repo.weir(&["run"]).expect_code(0);
+    let built = snapshot(&repo, "dist");
+    assert_eq!(built.len(), 4, "{built:?}");
+
+    let again = repo.weir(&["run"]);
+    again.expect_code(0);
+    assert!(
+        again.stderr().contains("build: cached"),
+        "{}",
+        again.stderr()
+    );
+    assert!(
+        again.stderr().contains("test: cached"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(runs(&repo, "runs"), 1);
+    assert_eq!(runs(&repo, "test-runs"), 1);
+
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    let restored = repo.weir(&["run"]);
+    restored.expect_code(0);
+    assert!(
+        restored.stderr().contains("restored 4 output file(s)"),
+        "{}",
+        restored.stderr()
+    );
+    assert_eq!(
+        runs(&repo, "runs"),
+        1,
+        "the build ran again instead of restoring"
+    );
+    assert_eq!(snapshot(&repo, "dist"), built);
+
+    // A damaged output is put right; intact ones are left alone.
+    repo.write("dist/out.txt", "tampered\n");
+    let repaired = repo.weir(&["run", "build"]);
+    assert!(
+        repaired.stderr().contains("restored 1 output file(s)"),
+        "{}",
+        repaired.stderr()
+    );
+    assert_eq!(snapshot(&repo, "dist"), built);
+}
+
+#[test]
+fn only_inputs_invalidate_and_reverting_hits_again() {
+    let repo = build_repo();
+    repo.weir(&["run"]).expect_code(0);
+
+    repo.write("README", "changed, but no job reads it\n");
+    repo.weir(&["run"]).expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 1);
+
+    repo.write("src/main.txt", "changed\n");
+    let changed = repo.weir(&["run"]);
+    changed.expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 2);
+    assert_eq!(
+        runs(&repo, "test-runs"),
+        2,
+        "a changed upstream key must rerun `test`"
+    );
+    assert_eq!(repo.read("dist/out.txt"), "CHANGED\n");
+
+    repo.write("src/main.txt", "hello\n");
+    let reverted = repo.weir(&["run"]);
+    reverted.expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 2, "{}", reverted.stderr());
+    assert_eq!(
+        repo.read("dist/out.txt"),
+        "HELLO\n",
+        "the old outputs are restored"
+    );
+}
+
+#[test]
+fn a_dirty_file_and_the_committed_file_with_the_same_bytes_share_a_key() {
+    let repo = build_repo();
+    repo.write("src/main.txt", "edited\n");
+    repo.weir(&["run", "build"]).expect_code(0);
+    repo.commit_all("edit");
+    let after_commit = repo.weir(&["run", "build"]);
+    assert!(
+        after_commit.stderr().contains("build: cached"),
+        "{}",
+        after_commit.stderr()
+    );
+    assert_eq!(runs(&repo, "runs"), 1);
+}
+
+#[test]
+fn env_and_command_changes_invalidate_and_explain_names_them() {
+    let repo = build_repo();
+    repo.weir(&["run"]).expect_code(0);
+    repo.write(
+        ".pipeline.toml",
+        format!("[env]\nMODE = \"release\"\n{BUILD}"),
+    );
+    repo.write("src/new.txt", "new\n");
+    let explain = repo.weir(&["explain", "build"]);
+    explain.expect_code(0);
+    let text = explain.stdout();
+    assert!(text.contains("build: would run"), "{text}");
+    assert!(text.contains("env MODE added"), "{text}");
+    assert!(text.contains("input src/new.txt added"), "{text}");
+
+    let run = repo.weir(&["run", "--explain"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("env MODE added"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("needs build key changed"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(runs(&repo, "runs"), 2);
+
+    let hit = repo.weir(&["explain", "build"]);
+    assert!(
+        hit.stdout().contains("would be restored from the cache"),
+        "{}",
+        hit.stdout()
+    );
+}
+
+#[test]
+fn untracked_inputs_count_and_ignored_ones_only_when_named() {
+    let repo = build_repo();
+    repo.write(".gitignore", "dist/\nruns\ntest-runs\nsrc/*.log\n");
+    repo.commit_all("ignore logs");
+    repo.weir(&["run", "build"]).expect_code(0);
+
+    repo.write("src/debug.log", "ignored\n");
+    repo.weir(&["run", "build"]).expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 1, "an ignored file changed the key");
+
+    repo.write("src/extra.txt", "untracked\n");
+    repo.weir(&["run", "build"]).expect_code(0);
+    assert_eq!(
+        runs(&repo, "runs"),
+        2,
+        "an untracked input did not change the key"
+    );
+
+    // Named outright, an ignored file is an input.
+    let named = BUILD.replace(
+        r#"inputs = ["src/**"]"#,
+        r#"inputs = ["src/**", "src/debug.log"]"#,
+    );
+    repo.write(".pipeline.toml", named);
+    repo.weir(&["run", "build"]).expect_code(0);
+    repo.write("src/debug.log", "changed\n");
+    let explain = repo.weir(&["explain", "build"]);
+    assert!(
+        explain.stdout().contains("input src/debug.log changed"),
+        "{}",
+        explain.stdout()
+    );
+}
+
+#[test]
+fn no_cache_forces_a_run_and_cache_false_opts_out() {
+    let repo = build_repo();
+    repo.weir(&["run"]).expect_code(0);
+    repo.weir(&["run", "--no-cache", "build"]).expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 2);
+
+    repo.write(
+        ".pipeline.toml",
+        BUILD.replace("[jobs.test]", "[jobs.test]\ncache = false"),
+    );
+    repo.weir(&["run", "test"]).expect_code(0);
+    repo.weir(&["run", "test"]).expect_code(0);
+    assert_eq!(runs(&repo, "test-runs"), 3);
+}
+
+#[test]
+fn failures_are_not_cached() {
+    let repo = TestRepo::with_pipeline("[jobs.flaky]\nrun = \"echo x >> tries; exit 1\"\n");
+    repo.weir(&["run"]).expect_code(1);
+    repo.weir(&["run"]).expect_code(1);
+    assert_eq!(runs(&repo, "tries"), 2);
+    assert!(repo.git(&["for-each-ref", "refs/weir/cache/"]).is_empty());
+}
+
+/// Stores a crafted cache entry for `build`'s current key whose `outputs` tree holds `entry`
+/// (mode, name, content), built with git plumbing.
+fn plant_entry(repo: &TestRepo, mode: &str, name: &str, content: &[u8]) -> String {
+    let key: serde_json::Value =
+        serde_json::from_str(&repo.weir(&["explain", "build", "--json"]).stdout()).unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let blob = repo.git_with_input(&["hash-object", "-w", "--stdin"], content);
+    let mut raw = format!("{mode} {name}\0").into_bytes();
+    raw.extend(hex(&blob));
+    let outputs = repo.git_with_input(
+        &["hash-object", "-t", "tree", "-w", "--literally", "--stdin"],
+        &raw,
+    );
+    let empty = repo.git_with_input(&["hash-object", "-w", "--stdin"], b"");
+    let top = format!(
+        "100644 blob {empty}\tlog\n100644 blob {empty}\tmanifest\n040000 tree {outputs}\toutputs\n100644 blob {empty}\tresult\n"
+    );
+    let tree = repo.git_with_input(&["mktree"], top.as_bytes());
+    let commit = repo
+        .git(&["commit-tree", &tree, "-m", "hostile"])
+        .trim()
+        .to_owned();
+    repo.git(&[
+        "update-ref",
+        &format!("refs/weir/cache/build/{key}"),
+        &commit,
+    ]);
+    key
+}
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Removes the crafted objects so that the final `git fsck --strict` judges weir alone.
+fn forget_planted(repo: &TestRepo, key: &str) {
+    repo.git(&["update-ref", "-d", &format!("refs/weir/cache/build/{key}")]);
+    repo.git(&["reflog", "expire", "--expire=now", "--all"]);
+    repo.git(&["prune", "--expire=now"]);
+}
+
+#[test]
+fn hostile_entries_are_refused_and_the_job_runs_instead() {
+    let cases: [(&str, &str, &[u8], &str); 5] = [
+        ("100644", "..", b"escaped", "`..` component"),
+        ("100644", ".git", b"[core]", "`.git`"),
+        ("120000", "abs", b"/etc/passwd", "absolute path"),
+        ("120000", "up", b"../../outside", "outside the workspace"),
+        ("160000", "sub", b"", "not a file"),
+    ];
+    for (mode, name, content, reason) in cases {
+        let repo = build_repo();
+        let key = plant_entry(&repo, mode, name, content);
+        let run = repo.weir(&["run", "build"]);
+        run.expect_code(0);
+        let err = run.stderr();
+        assert!(
+            err.contains("is refused") && err.contains(reason),
+            "{name}: {err}"
+        );
+        assert!(
+            err.contains(&key[..12]) || err.contains(&key),
+            "the key is named: {err}"
+        );
+        assert_eq!(
+            runs(&repo, "runs"),
+            1,
+            "{name}: the job did not run instead"
+        );
+        assert_eq!(repo.read("dist/out.txt"), "HELLO\n");
+        if !name.starts_with('.') {
+            assert!(!repo.file(name).exists(), "{name} was written");
+        }
+        let verify = repo.weir(&["cache", "verify"]);
+        verify.expect_code(1);
+        forget_planted(&repo, &key);
+        repo.weir(&["cache", "verify"]).expect_code(0);
+    }
+}
+
+fn clone_of(remote: &std::path::Path) -> TestRepo {
+    let repo = TestRepo::new();
+    std::fs::remove_dir_all(repo.file(".git")).unwrap();
+    repo.git(&["clone", "-q", &remote.display().to_string(), "."]);
+    repo
+}
+
+#[test]
+fn the_cache_travels_through_a_bare_remote() {
+    let remote = tempfile::TempDir::new().unwrap();
+    let origin = build_repo();
+    origin.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &remote.path().display().to_string(),
+    ]);
+    origin.git(&[
+        "remote",
+        "add",
+        "origin",
+        &remote.path().display().to_string(),
+    ]);
+    origin.git(&["push", "-q", "origin", "main"]);
+    origin.weir(&["run"]).expect_code(0);
+    let push = origin.weir(&["cache", "push"]);
+    push.expect_code(0);
+    assert!(
+        push.stderr().contains("pushed 2 new entries"),
+        "{}",
+        push.stderr()
+    );
+
+    let clone = clone_of(remote.path());
+    let pull = clone.weir(&["cache", "pull"]);
+    pull.expect_code(0);
+    assert!(
+        pull.stderr().contains("fetched 2 new entries"),
+        "{}",
+        pull.stderr()
+    );
+    let run = clone.weir(&["run"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr().contains("build: cached (restored 4"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(runs(&clone, "runs"), 0);
+    assert_eq!(snapshot(&clone, "dist"), snapshot(&origin, "dist"));
+}
+
+#[test]
+fn on_miss_pull_fetches_just_the_missing_key() {
+    let remote = tempfile::TempDir::new().unwrap();
+    let pipeline = format!("[cache]\npull = \"on-miss\"\n{BUILD}");
+    let origin = build_repo();
+    origin.write(".pipeline.toml", &pipeline);
+    origin.commit_all("on-miss");
+    origin.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &remote.path().display().to_string(),
+    ]);
+    origin.git(&[
+        "remote",
+        "add",
+        "origin",
+        &remote.path().display().to_string(),
+    ]);
+    origin.git(&["push", "-q", "origin", "main"]);
+    origin.weir(&["run"]).expect_code(0);
+    origin.weir(&["cache", "push"]).expect_code(0);
+
+    let clone = clone_of(remote.path());
+    let run = clone.weir(&["run", "build"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("build: cached"), "{}", run.stderr());
+    let refs = clone.git(&["for-each-ref", "--format=%(refname)", "refs/weir/cache/"]);
+    assert_eq!(
+        refs.lines().count(),
+        1,
+        "only the missing key is fetched: {refs}"
+    );
+}
+
+#[test]
+fn concurrent_runs_leave_a_sound_store() {
+    let repo = build_repo();
+    let children: Vec<_> = (0..4)
+        .map(|_| repo.weir_cmd(&["run"]).output_later())
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let refs = repo.git(&["for-each-ref", "--format=%(refname)", "refs/weir/cache/"]);
+    assert_eq!(refs.lines().count(), 2, "{refs}");
+    repo.weir(&["cache", "verify"]).expect_code(0);
+    assert!(
+        !repo
+            .file(".git/refs/weir/cache/build")
+            .read_dir()
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().ends_with(".lock") })
+    );
+    let hit = repo.weir(&["run"]);
+    assert!(hit.stderr().contains("build: cached"), "{}", hit.stderr());
+}
+
+trait SpawnLater {
+    fn output_later(&mut self) -> std::process::Child;
+}
+
+impl SpawnLater for Command {
+    fn output_later(&mut self) -> std::process::Child {
+        self.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+#[test]
+fn ls_gc_and_verify() {
+    let repo = build_repo();
+    repo.weir(&["run"]).expect_code(0);
+    repo.write("src/main.txt", "two\n");
+    repo.weir(&["run"]).expect_code(0);
+
+    let ls = repo.weir(&["cache", "ls"]);
+    ls.expect_code(0);
+    let lines: Vec<String> = ls.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 4, "{}", ls.stdout());
+    assert!(lines.iter().filter(|l| l.starts_with("build ")).count() == 2);
+    assert!(
+        lines.iter().any(|l| l.contains("KiB") || l.contains(" B")),
+        "{lines:?}"
+    );
+
+    repo.weir(&["cache", "verify"]).expect_code(0);
+    repo.weir(&["cache", "gc"]).expect_code(2);
+    let gc = repo.weir(&["cache", "gc", "--keep", "1"]);
+    gc.expect_code(0);
+    assert_eq!(
+        gc.stdout()
+            .lines()
+            .filter(|l| l.starts_with("removed"))
+            .count(),
+        2,
+        "{}",
+        gc.stdout()
+    );
+    let after = Run(repo.weir_cmd(&["cache", "ls"]).output().unwrap());
+    assert_eq!(after.stdout().lines().count(), 2);
+    // The newest entries survive: the current state is still a hit.
+    let hit = repo.weir(&["run"]);
+    assert!(hit.stderr().contains("build: cached"), "{}", hit.stderr());
+    let young = repo.weir(&["cache", "gc", "--max-age", "1h"]);
+    assert_eq!(
+        young.stdout().lines().count(),
+        0,
+        "young entries were removed: {}",
+        young.stdout()
+    );
+}
