@@ -149,10 +149,12 @@ impl Engine {
                     wanted: &all,
                     walk: &[],
                     explicit: &[],
+                    within: None,
                 },
             ),
             Some(globs) => {
                 let wanted = |p: &str| globs.matches(p);
+                let prefixes = globs.prefixes();
                 repo.files(
                     &self.index,
                     &self.root,
@@ -160,6 +162,7 @@ impl Engine {
                         wanted: &wanted,
                         walk: globs.walk_dirs(),
                         explicit: globs.explicit(),
+                        within: Some(&prefixes),
                     },
                 )
             }

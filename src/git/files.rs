@@ -101,6 +101,9 @@ pub struct Query<'a> {
     pub walk: &'a [String],
     /// Paths named outright: counted even when untracked and ignored.
     pub explicit: &'a [String],
+    /// Only tracked paths starting with one of these (relative to the base) can be wanted;
+    /// `None` means any. Saves matching every index entry against every job's globs.
+    pub within: Option<&'a [String]>,
 }
 
 impl Repo {
@@ -142,15 +145,20 @@ impl Repo {
     ) -> Result<Vec<FileId>, Error> {
         let prefix = self.prefix_of(base)?;
         let mut found: BTreeMap<String, FileId> = BTreeMap::new();
-        for (path, tracked) in index.entries.range(prefix.clone()..) {
-            let Some(rel) = path.strip_prefix(&prefix) else {
-                break;
-            };
-            if !(query.wanted)(rel) {
-                continue;
-            }
-            if let Some(file) = file_id(&base.join(rel), rel, Some(tracked), index.timestamp)? {
-                found.insert(rel.to_owned(), file);
+        let everything = [String::new()];
+        for within in query.within.unwrap_or(&everything) {
+            let start = format!("{prefix}{within}");
+            for (path, tracked) in index.entries.range(start.clone()..) {
+                if !path.starts_with(&start) {
+                    break;
+                }
+                let rel = &path[prefix.len()..];
+                if found.contains_key(rel) || !(query.wanted)(rel) {
+                    continue;
+                }
+                if let Some(file) = file_id(&base.join(rel), rel, Some(tracked), index.timestamp)? {
+                    found.insert(rel.to_owned(), file);
+                }
             }
         }
         if !query.walk.is_empty() {

@@ -59,6 +59,19 @@ impl Globs {
     pub fn explicit(&self) -> &[String] {
         &self.explicit
     }
+
+    /// Path prefixes every match starts with: each walked directory (with a trailing `/`)
+    /// and each explicit path.
+    pub fn prefixes(&self) -> Vec<String> {
+        if self.walk.iter().any(String::is_empty) {
+            return vec![String::new()];
+        }
+        self.walk
+            .iter()
+            .map(|dir| format!("{dir}/"))
+            .chain(self.explicit.iter().cloned())
+            .collect()
+    }
 }
 
 #[cfg(test)]
