@@ -519,3 +519,39 @@ fn ls_gc_and_verify() {
         young.stdout()
     );
 }
+
+#[test]
+fn kill_9_at_any_point_never_leaves_a_ref_to_a_missing_object() {
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.many]
+inputs = ["seed"]
+outputs = ["out/**"]
+run = "mkdir -p out && for i in $(seq 200); do echo $i-$(cat seed) > out/f$i; done"
+"#,
+    );
+    for round in 0..12u64 {
+        repo.write("seed", format!("{round}\n"));
+        let mut weir = repo
+            .weir_cmd(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5 + round * 9));
+        let _ = weir.kill();
+        let _ = weir.wait();
+        // Whatever the moment, every entry that exists is whole.
+        let verify = repo.weir(&["cache", "verify"]);
+        verify.expect_code(0);
+    }
+    // And the store still works.
+    repo.write("seed", "final\n");
+    repo.weir(&["run"]).expect_code(0);
+    repo.weir(&["run"]).expect_code(0);
+    assert!(
+        repo.weir(&["explain", "many"])
+            .stdout()
+            .contains("would be restored")
+    );
+}
