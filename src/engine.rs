@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{CachePull, Job, Pipeline};
 use crate::exec::{Before, Keys};
-use crate::git::{IndexSnapshot, Query, Repo};
+use crate::git::{IndexSnapshot, Query, Repo, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 
@@ -54,6 +54,8 @@ pub struct Engine {
     options: CacheOptions,
     /// The remote to fetch a missing key from, when `[cache] pull = "on-miss"`.
     pull_from: Option<String>,
+    /// Content ids of outputs, trusted while their stat data is unchanged.
+    stats: Mutex<StatCache>,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
     manifests: Mutex<Vec<Option<String>>>,
@@ -112,6 +114,7 @@ impl Engine {
         options: CacheOptions,
     ) -> Result<Engine, Error> {
         let index = repo.index_snapshot()?;
+        let stats = Mutex::new(StatCache::load(&repo));
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
             pipeline
                 .cache
@@ -124,6 +127,7 @@ impl Engine {
             root: pipeline.root.clone(),
             index,
             manifests: Mutex::new(vec![None; jobs.len()]),
+            stats,
             jobs,
             options,
             pull_from,
@@ -268,7 +272,14 @@ impl Keys for Engine {
             && let Some(commit) = self.lookup(job, &key)?
         {
             let repo = self.repo();
-            match Cache::new(&repo).restore(&spec.name, &key, commit, &self.root) {
+            let restored = Cache::new(&repo).restore(
+                &spec.name,
+                &key,
+                commit,
+                &self.root,
+                &mut lock(&self.stats),
+            );
+            match restored {
                 Ok(restored) => {
                     return Ok(Before::Hit {
                         key,
@@ -298,15 +309,21 @@ impl Keys for Engine {
         let repo = self.repo();
         let outputs = &spec.outputs;
         let wanted = |p: &str| outputs.matches(p);
-        let mut files = repo
-            .output_files(&self.root, outputs.walk_dirs(), &wanted)
+        let mut paths = repo
+            .output_paths(&self.root, outputs.walk_dirs(), &wanted)
             .map_err(|e| e.to_string())?;
-        files.extend(
-            repo.files_at(&self.root, outputs.explicit())
-                .map_err(|e| e.to_string())?,
-        );
-        files.sort();
-        files.dedup_by(|a, b| a.path == b.path);
+        paths.extend(outputs.explicit().iter().cloned());
+        paths.sort();
+        paths.dedup();
+        let mut files = Vec::with_capacity(paths.len());
+        {
+            let mut stats = lock(&self.stats);
+            for path in &paths {
+                if let Some(file) = stats.file_id(&self.root, path).map_err(|e| e.to_string())? {
+                    files.push(file);
+                }
+            }
+        }
         let manifest = lock(&self.manifests)
             .get_mut(job)
             .and_then(Option::take)
@@ -320,9 +337,19 @@ impl Keys for Engine {
                 duration,
                 root: &self.root,
                 outputs: &files,
+                replace: self.options.no_cache,
             })
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+impl Engine {
+    /// Saves what the run learnt about files' content ids; losing it only costs hashing again.
+    pub fn finish(&self) {
+        if let Err(err) = lock(&self.stats).save() {
+            tracing::debug!(%err, "could not save the stat cache");
+        }
     }
 }
 

@@ -96,13 +96,14 @@ pub fn run(args: Args) -> Result<u8, Error> {
     exec::adopt_orphans();
     let result = runtime.block_on(async {
         let interrupt = listen_for_interrupts()?;
-        let keys: Arc<dyn Keys> = Arc::new(engine);
-        Ok::<_, Error>(
-            exec::run(&plan, options, keys, interrupt, |event| {
-                reporter.event(event)
-            })
-            .await,
-        )
+        let engine = Arc::new(engine);
+        let keys: Arc<dyn Keys> = engine.clone();
+        let result = exec::run(&plan, options, keys, interrupt, |event| {
+            reporter.event(event)
+        })
+        .await;
+        engine.finish();
+        Ok::<_, Error>(result)
     })?;
 
     exec::end_orphans(exec::GRACE);

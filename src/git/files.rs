@@ -39,7 +39,7 @@ impl FileMode {
         }
     }
 
-    fn of(meta: &fs::Metadata) -> Option<FileMode> {
+    pub(super) fn of(meta: &fs::Metadata) -> Option<FileMode> {
         use std::os::unix::fs::PermissionsExt;
         let kind = meta.file_type();
         if kind.is_symlink() {
@@ -106,6 +106,78 @@ pub struct Query<'a> {
     pub within: Option<&'a [String]>,
 }
 
+impl IndexSnapshot {
+    /// Whether any tracked path starts with `prefix`.
+    fn has_under(&self, prefix: &str) -> bool {
+        self.entries
+            .range(prefix.to_owned()..)
+            .next()
+            .is_some_and(|(path, _)| path.starts_with(prefix))
+    }
+}
+
+/// Git's ignore rules, loaded only if a walk meets a file it has to ask about.
+struct Ignores<'r> {
+    repo: &'r Repo,
+    prefix: &'r str,
+    stack: Option<gix::AttributeStack<'r>>,
+    /// Directories already judged, relative to the work tree.
+    dirs: BTreeMap<String, bool>,
+}
+
+impl<'r> Ignores<'r> {
+    fn new(repo: &'r Repo, prefix: &'r str) -> Ignores<'r> {
+        Ignores {
+            repo,
+            prefix,
+            stack: None,
+            dirs: BTreeMap::new(),
+        }
+    }
+
+    fn ignored(&mut self, repo_rel: &str, is_dir: bool) -> Result<bool, Error> {
+        if is_dir && let Some(&known) = self.dirs.get(repo_rel) {
+            return Ok(known);
+        }
+        if self.stack.is_none() {
+            let gix = self.repo.gix();
+            self.stack = Some(gix.excludes(
+                &gix::index::State::new(gix.object_hash()),
+                None,
+                gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
+            )?);
+        }
+        let mode = if is_dir { Mode::DIR } else { Mode::FILE };
+        let ignored = match self.stack.as_mut() {
+            Some(stack) => stack
+                .at_path(Path::new(repo_rel), Some(mode))
+                .map(|p| p.is_excluded())
+                .unwrap_or(false),
+            None => false,
+        };
+        if is_dir {
+            self.dirs.insert(repo_rel.to_owned(), ignored);
+        }
+        Ok(ignored)
+    }
+
+    /// Whether an untracked file is ignored, itself or through a directory above it (below
+    /// the base, which the caller asked about).
+    fn ignored_with_parents(&mut self, repo_rel: &str) -> Result<bool, Error> {
+        let mut dir = repo_rel;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if parent.len() < self.prefix.len() {
+                break;
+            }
+            if self.ignored(parent, true)? {
+                return Ok(true);
+            }
+            dir = parent;
+        }
+        self.ignored(repo_rel, false)
+    }
+}
+
 impl Repo {
     /// Reads the index once; every key of a run is computed against this snapshot.
     pub fn index_snapshot(&self) -> Result<IndexSnapshot, Error> {
@@ -162,27 +234,27 @@ impl Repo {
             }
         }
         if !query.walk.is_empty() {
-            let mut excludes = self.gix().excludes(
-                &gix::index::State::new(self.gix().object_hash()),
-                None,
-                gix::worktree::stack::state::ignore::Source::WorktreeThenIdMappingIfNotSkipped,
-            )?;
+            let mut ignores = Ignores::new(self, &prefix);
             let mut untracked = Vec::new();
             for dir in query.walk {
                 walk(base, dir, &mut |rel, is_dir| {
                     let repo_rel = format!("{prefix}{rel}");
-                    if !is_dir && index.entries.contains_key(&repo_rel) {
+                    if is_dir {
+                        // A directory holding tracked files is entered without asking; one
+                        // without is skipped if ignored, like `node_modules`.
+                        return if index.has_under(&format!("{repo_rel}/")) {
+                            Ok(true)
+                        } else {
+                            Ok(!ignores.ignored(&repo_rel, true)?)
+                        };
+                    }
+                    if index.entries.contains_key(&repo_rel) || !(query.wanted)(rel) {
                         return Ok(false);
                     }
-                    let mode = if is_dir { Mode::DIR } else { Mode::FILE };
-                    let ignored = excludes
-                        .at_path(Path::new(&repo_rel), Some(mode))
-                        .map(|p| p.is_excluded())
-                        .unwrap_or(false);
-                    if !ignored && !is_dir && (query.wanted)(rel) {
+                    if !ignores.ignored_with_parents(&repo_rel)? {
                         untracked.push(rel.to_owned());
                     }
-                    Ok(!ignored)
+                    Ok(false)
                 })?;
             }
             for rel in untracked {
@@ -204,13 +276,13 @@ impl Repo {
     }
 
     /// Every file (ignored or not, tracked or not) under the directories `dirs` of `base` that
-    /// `wanted` accepts, with its content id: what a job wrote as its outputs.
-    pub fn output_files(
+    /// `wanted` accepts, sorted: what a job wrote as its outputs.
+    pub fn output_paths(
         &self,
         base: &Path,
         dirs: &[String],
         wanted: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<FileId>, Error> {
+    ) -> Result<Vec<String>, Error> {
         let mut paths = Vec::new();
         for dir in dirs {
             walk(base, dir, &mut |rel, is_dir| {
@@ -222,24 +294,7 @@ impl Repo {
         }
         paths.sort();
         paths.dedup();
-        let mut files = Vec::with_capacity(paths.len());
-        for rel in paths {
-            if let Some(file) = file_id(&base.join(&rel), &rel, None, 0)? {
-                files.push(file);
-            }
-        }
-        Ok(files)
-    }
-
-    /// The named files under `base` that exist, hashed from their content.
-    pub fn files_at(&self, base: &Path, paths: &[String]) -> Result<Vec<FileId>, Error> {
-        let mut files = Vec::with_capacity(paths.len());
-        for rel in paths {
-            if let Some(file) = file_id(&base.join(rel), rel, None, 0)? {
-                files.push(file);
-            }
-        }
-        Ok(files)
+        Ok(paths)
     }
 
     /// `base` relative to the work tree, as an index path prefix (`""` or `dir/`).
@@ -286,7 +341,7 @@ fn file_id(
     if let Some(tracked) = tracked
         && tracked.mode == mode
         && i64::from(tracked.stat.mtime.secs) < index_timestamp
-        && stat_matches(abs, &tracked.stat)
+        && stat_matches(&meta, &tracked.stat)
     {
         return Ok(Some(FileId {
             path: rel.to_owned(),
@@ -325,11 +380,16 @@ pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Io(abs.to_path_buf(), e))
 }
 
-fn stat_matches(abs: &Path, stat: &Stat) -> bool {
-    let Ok(meta) = gix::index::fs::Metadata::from_path_no_follow(abs) else {
-        return false;
-    };
-    Stat::from_fs(&meta).is_ok_and(|now| now.matches(stat, Default::default()))
+/// Whether `meta` matches an index entry's stat data as git compares them by default (whole
+/// seconds of mtime and ctime, size, inode, owner; 32-bit fields truncated as git stores them).
+fn stat_matches(meta: &fs::Metadata, stat: &Stat) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.mtime() as u32 == stat.mtime.secs
+        && meta.ctime() as u32 == stat.ctime.secs
+        && meta.size() as u32 == stat.size
+        && meta.ino() as u32 == stat.ino
+        && meta.uid() == stat.uid
+        && meta.gid() == stat.gid
 }
 
 /// Calls `visit(rel, is_dir)` for everything under `base/dir` (not following symlinks, never

@@ -4,6 +4,8 @@
 mod files;
 mod remote;
 mod repo;
+mod statcache;
 
 pub use files::{FileId, FileMode, IndexSnapshot, Query, blob_id};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
+pub use statcache::StatCache;

@@ -90,19 +90,26 @@ impl Repo {
         &self.repo
     }
 
+    /// Where weir keeps per-machine state: `.git/weir/` (shared by linked worktrees).
+    pub fn weir_dir(&self) -> PathBuf {
+        self.repo.common_dir().join("weir")
+    }
+
     /// The root of the working tree.
     pub fn workdir(&self) -> &Path {
         &self.workdir
     }
 
-    /// Writes `entries` as a tree, a parentless commit of it, and creates `refname` pointing at
-    /// it. Objects are written before the ref, and the ref must not exist yet, so a crash at any
-    /// point leaves either no ref or a ref to a complete commit.
+    /// Writes `entries` as a tree, a parentless commit of it, and points `refname` at it:
+    /// creating it when `replace` is `None`, else moving it from that commit (compare and swap).
+    /// Objects are written before the ref, so a crash at any point leaves either the old ref or a
+    /// ref to a complete commit.
     pub fn create_commit_ref(
         &self,
         refname: &str,
         entries: &[TreeEntry],
         message: &str,
+        replace: Option<ObjectId>,
     ) -> Result<ObjectId, Error> {
         let name: FullName = refname
             .try_into()
@@ -141,20 +148,18 @@ impl Repo {
                     force_create_reflog: false,
                     message: message.lines().next().unwrap_or_default().into(),
                 },
-                expected: PreviousValue::MustNotExist,
+                expected: match replace {
+                    None => PreviousValue::MustNotExist,
+                    Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
+                },
                 new: Target::Object(commit),
             },
             name,
             deref: false,
         };
         self.repo.edit_reference(edit).map_err(|err| {
-            if self
-                .repo
-                .try_find_reference(refname)
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            let now = self.find_ref(refname).ok().flatten();
+            if now.is_some() && now != replace {
                 Error::RefExists(refname.to_owned())
             } else {
                 Error::Gix(err)

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{self, FileId, FileMode, Repo, TreeEntry, TreeItem};
+use crate::git::{self, FileId, FileMode, Repo, StatCache, TreeEntry, TreeItem};
 
 pub const PREFIX: &str = "refs/weir/cache/";
 const OUTPUTS: &str = "outputs";
@@ -64,6 +64,8 @@ pub struct NewEntry<'a> {
     /// The directory output paths are relative to.
     pub root: &'a Path,
     pub outputs: &'a [FileId],
+    /// Replace an entry already stored for the key (`weir run --no-cache`).
+    pub replace: bool,
 }
 
 /// How a restore went.
@@ -92,7 +94,7 @@ impl<'a> Cache<'a> {
     }
 
     /// Stores a successful result. Returns false if an entry for the key already existed (a
-    /// concurrent run stored it first), which is just as good.
+    /// concurrent run stored it first), which is just as good, unless `replace` is set.
     pub fn store(&self, entry: &NewEntry<'_>) -> Result<bool, Error> {
         let NewEntry {
             job,
@@ -102,6 +104,7 @@ impl<'a> Cache<'a> {
             duration,
             root,
             outputs,
+            replace,
         } = *entry;
         let result = EntryResult {
             job: job.to_owned(),
@@ -127,9 +130,14 @@ impl<'a> Cache<'a> {
             });
         }
         let message = format!("weir cache {job} {key}\n");
+        let old = if replace {
+            self.lookup(job, key)?
+        } else {
+            None
+        };
         match self
             .repo
-            .create_commit_ref(&refname(job, key), &entries, &message)
+            .create_commit_ref(&refname(job, key), &entries, &message, old)
         {
             Ok(_) => Ok(true),
             Err(git::Error::RefExists(_)) => Ok(false),
@@ -145,10 +153,13 @@ impl<'a> Cache<'a> {
         key: &str,
         commit: ObjectId,
         root: &Path,
+        stats: &mut StatCache,
     ) -> Result<Restored, Error> {
         let items = self.repo.tree_items(commit, OUTPUTS)?;
+        let mut disk = DiskCheck::new(root);
         let mut plan = Vec::with_capacity(items.len());
         let mut seen = BTreeSet::new();
+        let mut restored = Restored::default();
         for item in &items {
             let refuse = |reason: String| Error::Unsafe {
                 job: job.to_owned(),
@@ -164,11 +175,17 @@ impl<'a> Cache<'a> {
             if !seen.insert(item.path.clone()) {
                 return Err(refuse("it is stored twice".into()));
             }
-            check_on_disk(root, &item.path).map_err(refuse)?;
+            let current = stats.file_id(root, &item.path)?;
+            if current.is_some_and(|c| c.mode == mode && c.id == item.id) {
+                restored.unchanged += 1;
+                continue;
+            }
+            // Only what will be written needs its way there checked.
+            disk.check(&item.path).map_err(refuse)?;
             plan.push((item, mode));
         }
         // A stored file must not also be a directory of another stored file.
-        for (item, _) in &plan {
+        for item in &items {
             let mut parent = Path::new(&item.path).parent();
             while let Some(dir) = parent.filter(|p| !p.as_os_str().is_empty()) {
                 if seen.contains(dir.to_string_lossy().as_ref()) {
@@ -183,20 +200,11 @@ impl<'a> Cache<'a> {
             }
         }
 
-        let mut restored = Restored::default();
         for (item, mode) in plan {
             let abs = root.join(&item.path);
-            let current = self
-                .repo
-                .files_at(root, std::slice::from_ref(&item.path))?
-                .into_iter()
-                .next();
-            if current.is_some_and(|c| c.mode == mode && c.id == item.id) {
-                restored.unchanged += 1;
-                continue;
-            }
             let bytes = self.repo.read_blob(item.id)?;
             write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
+            stats.wrote(root, &item.path, mode, item.id);
             restored.written += 1;
         }
         Ok(restored)
@@ -399,61 +407,115 @@ pub fn check_link(path: &str, target: &[u8]) -> Result<(), String> {
 
 /// What is already on disk must not take a write elsewhere: no directory where the file goes, no
 /// file where a directory is needed, no symlinked directory leading out of the workspace.
-fn check_on_disk(root: &Path, path: &str) -> Result<(), String> {
-    let abs = root.join(path);
-    if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
-        return Err("a directory is in the way".into());
-    }
-    let canonical_root = fs::canonicalize(root).map_err(|e| e.to_string())?;
-    let mut dir = PathBuf::from(root);
-    let parents: Vec<Component> = Path::new(path).components().collect();
-    for component in &parents[..parents.len().saturating_sub(1)] {
-        dir.push(component);
-        match fs::symlink_metadata(&dir) {
-            Err(_) => break,
-            Ok(meta) if meta.file_type().is_symlink() => {
-                let real = fs::canonicalize(&dir).map_err(|e| e.to_string())?;
-                if !real.starts_with(&canonical_root) {
-                    return Err(format!(
-                        "{} is a symlink leading outside the workspace",
-                        dir.display()
-                    ));
-                }
-            }
-            Ok(meta) if !meta.is_dir() => {
-                return Err(format!("{} is a file, not a directory", dir.display()));
-            }
-            Ok(_) => {}
-        }
-    }
-    Ok(())
+struct DiskCheck<'a> {
+    root: &'a Path,
+    canonical_root: Option<PathBuf>,
+    /// Directories already found sound.
+    good: BTreeSet<PathBuf>,
 }
 
-/// Writes one file atomically: a temporary sibling, then a rename over the old one.
+impl<'a> DiskCheck<'a> {
+    fn new(root: &'a Path) -> DiskCheck<'a> {
+        DiskCheck {
+            root,
+            canonical_root: None,
+            good: BTreeSet::new(),
+        }
+    }
+
+    fn check(&mut self, path: &str) -> Result<(), String> {
+        let abs = self.root.join(path);
+        if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            return Err("a directory is in the way".into());
+        }
+        let mut dir = self.root.to_path_buf();
+        let parents: Vec<Component> = Path::new(path).components().collect();
+        for component in &parents[..parents.len().saturating_sub(1)] {
+            dir.push(component);
+            if self.good.contains(&dir) {
+                continue;
+            }
+            match fs::symlink_metadata(&dir) {
+                Err(_) => break,
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let real = fs::canonicalize(&dir).map_err(|e| e.to_string())?;
+                    if self.canonical_root.is_none() {
+                        self.canonical_root =
+                            Some(fs::canonicalize(self.root).map_err(|e| e.to_string())?);
+                    }
+                    if !self
+                        .canonical_root
+                        .as_ref()
+                        .is_some_and(|r| real.starts_with(r))
+                    {
+                        return Err(format!(
+                            "{} is a symlink leading outside the workspace",
+                            dir.display()
+                        ));
+                    }
+                }
+                Ok(meta) if !meta.is_dir() => {
+                    return Err(format!("{} is a file, not a directory", dir.display()));
+                }
+                Ok(_) => {}
+            }
+            self.good.insert(dir.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Writes one file: straight into place when nothing is there, else through a temporary
+/// sibling renamed over the old one, so a reader never sees half a file.
 fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::OpenOptionsExt;
     let parent = abs.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent)?;
+    let exists = fs::symlink_metadata(abs).is_ok();
+    if !exists && !parent.exists() {
+        fs::create_dir_all(parent)?;
+    }
     let name = abs.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = parent.join(format!(".{name}.weir-{}", std::process::id()));
-    let _ = fs::remove_file(&tmp);
-    if mode == FileMode::Symlink {
-        use std::os::unix::ffi::OsStrExt;
-        let target = std::ffi::OsStr::from_bytes(bytes);
-        std::os::unix::fs::symlink(target, &tmp)?;
+    let target = if exists {
+        parent.join(format!(".{name}.weir-{}", std::process::id()))
     } else {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
+        abs.to_path_buf()
+    };
+    if exists {
+        let _ = fs::remove_file(&target);
+    }
+    let written = if mode == FileMode::Symlink {
+        use std::os::unix::ffi::OsStrExt;
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(bytes), &target)
+    } else {
         let bits = if mode == FileMode::Executable {
             0o755
         } else {
             0o644
         };
-        file.set_permissions(fs::Permissions::from_mode(bits))?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(bits)
+            .open(&target)
+            .and_then(|mut file| {
+                file.write_all(bytes)?;
+                // The umask may have narrowed the mode given at creation.
+                use std::os::unix::fs::PermissionsExt;
+                if file.metadata()?.permissions().mode() & 0o777 != bits {
+                    file.set_permissions(fs::Permissions::from_mode(bits))?;
+                }
+                Ok(())
+            })
+    };
+    if exists {
+        written
+            .and_then(|()| fs::rename(&target, abs))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&target);
+            })
+    } else {
+        written
     }
-    fs::rename(&tmp, abs).inspect_err(|_| {
-        let _ = fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]

@@ -161,7 +161,8 @@ impl<'a> Runs<'a> {
             summary.outcome.as_str(),
             summary.trigger
         );
-        self.repo.create_commit_ref(&refname, &files, &message)?;
+        self.repo
+            .create_commit_ref(&refname, &files, &message, None)?;
         Ok(refname)
     }
 

@@ -240,8 +240,18 @@ fn untracked_inputs_count_and_ignored_ones_only_when_named() {
 fn no_cache_forces_a_run_and_cache_false_opts_out() {
     let repo = build_repo();
     repo.weir(&["run"]).expect_code(0);
+    let entry = || {
+        repo.git(&[
+            "for-each-ref",
+            "--format=%(objectname)",
+            "refs/weir/cache/build/",
+        ])
+    };
+    let first = entry();
     repo.weir(&["run", "--no-cache", "build"]).expect_code(0);
     assert_eq!(runs(&repo, "runs"), 2);
+    assert_ne!(entry(), first, "the new result replaces the stored one");
+    assert_eq!(entry().lines().count(), 1);
 
     repo.write(
         ".pipeline.toml",
