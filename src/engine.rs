@@ -55,7 +55,7 @@ pub struct Engine {
     /// The remote to fetch a missing key from, when `[cache] pull = "on-miss"`.
     pull_from: Option<String>,
     /// Content ids of outputs, trusted while their stat data is unchanged.
-    stats: Mutex<StatCache>,
+    stats: StatCache,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
     manifests: Mutex<Vec<Option<String>>>,
@@ -114,7 +114,7 @@ impl Engine {
         options: CacheOptions,
     ) -> Result<Engine, Error> {
         let index = repo.index_snapshot()?;
-        let stats = Mutex::new(StatCache::load(&repo));
+        let stats = StatCache::load(&repo);
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
             pipeline
                 .cache
@@ -272,13 +272,8 @@ impl Keys for Engine {
             && let Some(commit) = self.lookup(job, &key)?
         {
             let repo = self.repo();
-            let restored = Cache::new(&repo).restore(
-                &spec.name,
-                &key,
-                commit,
-                &self.root,
-                &mut lock(&self.stats),
-            );
+            let restored =
+                Cache::new(&repo).restore(&spec.name, &key, commit, &self.root, &self.stats);
             match restored {
                 Ok(restored) => {
                     return Ok(Before::Hit {
@@ -316,12 +311,13 @@ impl Keys for Engine {
         paths.sort();
         paths.dedup();
         let mut files = Vec::with_capacity(paths.len());
-        {
-            let mut stats = lock(&self.stats);
-            for path in &paths {
-                if let Some(file) = stats.file_id(&self.root, path).map_err(|e| e.to_string())? {
-                    files.push(file);
-                }
+        for path in &paths {
+            if let Some(file) = self
+                .stats
+                .file_id(&self.root, path)
+                .map_err(|e| e.to_string())?
+            {
+                files.push(file);
             }
         }
         let manifest = lock(&self.manifests)
@@ -347,7 +343,7 @@ impl Keys for Engine {
 impl Engine {
     /// Saves what the run learnt about files' content ids; losing it only costs hashing again.
     pub fn finish(&self) {
-        if let Err(err) = lock(&self.stats).save() {
+        if let Err(err) = self.stats.save() {
             tracing::debug!(%err, "could not save the stat cache");
         }
     }

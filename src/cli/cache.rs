@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, exit};
-use crate::report::{Output, format_duration};
+use crate::report::Output;
 use crate::store::cache::{Cache, Entry, PREFIX};
 
 #[derive(Debug, clap::Subcommand)]
@@ -59,7 +59,7 @@ pub fn run(command: Command) -> Result<u8, Error> {
                         "{:<24} {}  {:>8}  {}",
                         entry.job,
                         &entry.key[..entry.key.len().min(12)],
-                        format_duration(age),
+                        format_age(age),
                         format_size(size)
                     ));
                 }
@@ -108,7 +108,7 @@ pub fn run(command: Command) -> Result<u8, Error> {
                     if dry_run { "would remove" } else { "removed" },
                     entry.job,
                     &entry.key[..entry.key.len().min(12)],
-                    format_duration(*age)
+                    format_age(*age)
                 ));
             }
             if !dry_run && !doomed.is_empty() {
@@ -181,6 +181,17 @@ fn remote_or_default(context: &super::Context, remote: Option<String>) -> String
     remote
         .or_else(|| context.pipeline().ok().and_then(|p| p.cache.remote))
         .unwrap_or_else(|| "origin".to_owned())
+}
+
+/// `42s`, `5m`, `3h`, `12d`: how long ago, roughly.
+fn format_age(age: Duration) -> String {
+    let s = age.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
 }
 
 fn format_size(bytes: u64) -> String {

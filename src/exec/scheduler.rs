@@ -262,11 +262,6 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         mut stop,
         events,
     } = context;
-    let _ = events.send(RunEvent::JobStarted {
-        job: job.name.clone(),
-        attempt: 1,
-        attempts: job.retries + 1,
-    });
     let before = {
         let keys = Arc::clone(&keys);
         tokio::task::spawn_blocking(move || keys.before(index, &needs))
@@ -344,6 +339,11 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         };
     }
     let attempts = job.retries + 1;
+    let _ = events.send(RunEvent::JobStarted {
+        job: job.name.clone(),
+        attempt: 1,
+        attempts,
+    });
     let mut lines = LineSplitter::default();
     let mut last = (JobStatus::Failed, None, None);
     let mut attempt = 0;

@@ -49,6 +49,32 @@ impl TreeEntry {
     }
 }
 
+/// Reads exactly `remaining` bytes from `inner`: ends there, and fails if `inner` ends first.
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let max = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being stored",
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
 /// One blob in a stored tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeItem {
@@ -182,10 +208,16 @@ impl Repo {
                     .metadata()
                     .map_err(|e| Error::Io(abs.to_path_buf(), e))?
                     .len();
+                // The header promises `len` bytes: a file that changes size while it is read
+                // (another process rewriting it) must fail the write, not make a corrupt object.
+                let mut exact = ExactReader {
+                    inner: &mut file,
+                    remaining: len,
+                };
                 let id = self
                     .repo
                     .objects
-                    .write_stream(gix::objs::Kind::Blob, len, &mut file)?;
+                    .write_stream(gix::objs::Kind::Blob, len, &mut exact)?;
                 let kind = if mode == FileMode::Executable {
                     EntryKind::BlobExecutable
                 } else {

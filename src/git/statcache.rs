@@ -7,6 +7,8 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use gix::ObjectId;
@@ -36,72 +38,45 @@ impl Stat {
     }
 }
 
+/// Shared by every job of a run; lookups lock briefly, hashing happens outside the lock.
 pub struct StatCache {
     file: PathBuf,
     /// Keyed by absolute path.
-    entries: HashMap<PathBuf, (Stat, FileMode, ObjectId)>,
+    entries: Mutex<HashMap<PathBuf, Known>>,
     /// When the file was last written, in seconds: an entry modified in that second or later
     /// may have changed again unseen ("racily clean") and is hashed anyway.
     written: i64,
-    dirty: bool,
+    dirty: AtomicBool,
 }
+
+type Known = (Stat, FileMode, ObjectId);
 
 impl StatCache {
     /// The repository's cache; an unreadable or foreign file counts as empty.
     pub fn load(repo: &Repo) -> StatCache {
         let file = repo.weir_dir().join("stat-cache");
-        let mut cache = StatCache {
+        let (entries, written) = fs::read_to_string(&file)
+            .ok()
+            .map(|text| parse(&text))
+            .unwrap_or_default();
+        StatCache {
             file,
-            entries: HashMap::new(),
-            written: 0,
-            dirty: false,
-        };
-        let Ok(text) = fs::read_to_string(&cache.file) else {
-            return cache;
-        };
-        let mut lines = text.lines();
-        let Some(written) = lines
-            .next()
-            .and_then(|h| h.strip_prefix(HEADER))
-            .and_then(|rest| rest.trim().parse().ok())
-        else {
-            return cache;
-        };
-        cache.written = written;
-        for line in lines {
-            let fields: Vec<&str> = line.splitn(9, ' ').collect();
-            let [mode, id, size, ms, mns, cs, cns, ino, path] = fields.as_slice() else {
-                continue;
-            };
-            let (Some(mode), Ok(id)) = (
-                FileMode::from_octal(mode),
-                ObjectId::from_hex(id.as_bytes()),
-            ) else {
-                continue;
-            };
-            let parse = |s: &str| s.parse::<i64>().ok();
-            let (Some(ms), Some(mns), Some(cs), Some(cns)) =
-                (parse(ms), parse(mns), parse(cs), parse(cns))
-            else {
-                continue;
-            };
-            let (Ok(size), Ok(ino)) = (size.parse(), ino.parse()) else {
-                continue;
-            };
-            let stat = Stat {
-                size,
-                mtime: (ms, mns),
-                ctime: (cs, cns),
-                ino,
-            };
-            cache.entries.insert(PathBuf::from(path), (stat, mode, id));
+            entries: Mutex::new(entries),
+            written,
+            dirty: AtomicBool::new(false),
         }
-        cache
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Known>> {
+        // A poisoned lock means another job panicked mid-insert; the map is still usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The mode and content id of the file at `base/rel`, or `None` if there is none. Hashes
     /// only when the stat data differs from what was recorded.
-    pub fn file_id(&mut self, base: &Path, rel: &str) -> Result<Option<FileId>, Error> {
+    pub fn file_id(&self, base: &Path, rel: &str) -> Result<Option<FileId>, Error> {
         let abs = base.join(rel);
         let meta = match fs::symlink_metadata(&abs) {
             Ok(meta) => meta,
@@ -119,20 +94,21 @@ impl StatCache {
             return Ok(None);
         };
         let stat = Stat::of(&meta);
-        if let Some((known, known_mode, id)) = self.entries.get(&abs)
-            && *known == stat
-            && *known_mode == mode
+        let known = self.lock().get(&abs).copied();
+        if let Some((known, known_mode, id)) = known
+            && known == stat
+            && known_mode == mode
             && stat.mtime.0 < self.written
         {
             return Ok(Some(FileId {
                 path: rel.to_owned(),
                 mode,
-                id: *id,
+                id,
             }));
         }
         let id = hash_file(&abs, mode, meta.len())?;
-        self.entries.insert(abs, (stat, mode, id));
-        self.dirty = true;
+        self.lock().insert(abs, (stat, mode, id));
+        self.dirty.store(true, Ordering::Relaxed);
         Ok(Some(FileId {
             path: rel.to_owned(),
             mode,
@@ -141,17 +117,17 @@ impl StatCache {
     }
 
     /// Records that weir just wrote `id` to `base/rel`.
-    pub fn wrote(&mut self, base: &Path, rel: &str, mode: FileMode, id: ObjectId) {
+    pub fn wrote(&self, base: &Path, rel: &str, mode: FileMode, id: ObjectId) {
         let abs = base.join(rel);
         if let Ok(meta) = fs::symlink_metadata(&abs) {
-            self.entries.insert(abs, (Stat::of(&meta), mode, id));
-            self.dirty = true;
+            self.lock().insert(abs, (Stat::of(&meta), mode, id));
+            self.dirty.store(true, Ordering::Relaxed);
         }
     }
 
     /// Writes the cache back if anything changed; entries of files that are gone are dropped.
-    pub fn save(&mut self) -> io::Result<()> {
-        if !self.dirty {
+    pub fn save(&self) -> io::Result<()> {
+        if !self.dirty.load(Ordering::Relaxed) {
             return Ok(());
         }
         let now = SystemTime::now()
@@ -159,7 +135,7 @@ impl StatCache {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         let mut text = format!("{HEADER} {now}\n");
-        for (path, (stat, mode, id)) in &self.entries {
+        for (path, (stat, mode, id)) in self.lock().iter() {
             let Some(path) = path.to_str().filter(|p| !p.contains('\n')) else {
                 continue;
             };
@@ -182,7 +158,49 @@ impl StatCache {
             .with_extension(format!("tmp-{}", std::process::id()));
         fs::write(&tmp, text)?;
         fs::rename(&tmp, &self.file)?;
-        self.dirty = false;
+        self.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// The entries of a cache file and when it was written; a foreign file gives nothing.
+fn parse(text: &str) -> (HashMap<PathBuf, Known>, i64) {
+    let mut entries = HashMap::new();
+    let mut lines = text.lines();
+    let Some(written) = lines
+        .next()
+        .and_then(|h| h.strip_prefix(HEADER))
+        .and_then(|rest| rest.trim().parse().ok())
+    else {
+        return (entries, 0);
+    };
+    for line in lines {
+        let fields: Vec<&str> = line.splitn(9, ' ').collect();
+        let [mode, id, size, ms, mns, cs, cns, ino, path] = fields.as_slice() else {
+            continue;
+        };
+        let (Some(mode), Ok(id)) = (
+            FileMode::from_octal(mode),
+            ObjectId::from_hex(id.as_bytes()),
+        ) else {
+            continue;
+        };
+        let parse = |s: &str| s.parse::<i64>().ok();
+        let (Some(ms), Some(mns), Some(cs), Some(cns)) =
+            (parse(ms), parse(mns), parse(cs), parse(cns))
+        else {
+            continue;
+        };
+        let (Ok(size), Ok(ino)) = (size.parse(), ino.parse()) else {
+            continue;
+        };
+        let stat = Stat {
+            size,
+            mtime: (ms, mns),
+            ctime: (cs, cns),
+            ino,
+        };
+        entries.insert(PathBuf::from(path), (stat, mode, id));
+    }
+    (entries, written)
 }

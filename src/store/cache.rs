@@ -153,7 +153,7 @@ impl<'a> Cache<'a> {
         key: &str,
         commit: ObjectId,
         root: &Path,
-        stats: &mut StatCache,
+        stats: &StatCache,
     ) -> Result<Restored, Error> {
         let items = self.repo.tree_items(commit, OUTPUTS)?;
         let mut disk = DiskCheck::new(root);

@@ -448,7 +448,7 @@ fn on_miss_pull_fetches_just_the_missing_key() {
 #[test]
 fn concurrent_runs_leave_a_sound_store() {
     let repo = build_repo();
-    let children: Vec<_> = (0..4)
+    let children: Vec<_> = (0..6)
         .map(|_| repo.weir_cmd(&["run"]).output_later())
         .collect();
     for child in children {
