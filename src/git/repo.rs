@@ -112,6 +112,37 @@ impl Repo {
         Ok(Repo { repo, workdir })
     }
 
+    /// Finds the repository containing `cwd`, which may be bare (a server): then there is no
+    /// working tree and `workdir()` is the git directory.
+    pub fn discover_allow_bare(cwd: &Path) -> Result<Repo, Error> {
+        match Repo::discover(cwd) {
+            Err(Error::Bare(git_dir)) => {
+                let repo = gix::open(&git_dir)?;
+                Ok(Repo {
+                    repo,
+                    workdir: git_dir,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the repository has no working tree.
+    pub fn is_bare(&self) -> bool {
+        self.repo.workdir().is_none()
+    }
+
+    /// The hooks directory: `core.hooksPath` (relative to the working tree, as git reads it)
+    /// when set, else `hooks/` in the common git directory.
+    pub fn hooks_dir(&self) -> Result<PathBuf, Error> {
+        let configured = self.repo.config_snapshot().trusted_path("core.hooksPath")?;
+        Ok(match configured {
+            Some(path) if path.is_absolute() => path,
+            Some(path) => self.workdir.join(path),
+            None => self.repo.common_dir().join("hooks"),
+        })
+    }
+
     pub(super) fn gix(&self) -> &gix::Repository {
         &self.repo
     }
