@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::config::{CachePull, Job, Pipeline};
 use crate::exec::{Before, Keys};
-use crate::git::{IndexSnapshot, Query, Repo, StatCache};
+use crate::git::{Entry, IndexSnapshot, Query, Repo, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 
@@ -21,11 +21,33 @@ pub struct CacheOptions {
     pub explain: bool,
 }
 
+/// Which files a job reads.
+enum Inputs {
+    /// Every tracked file (no `inputs` key).
+    Tracked,
+    Globs(Globs),
+    /// Exactly these paths: a pre-commit job's selected staged files.
+    Exact(Vec<String>),
+}
+
+/// Where a run's jobs read their files.
+pub enum Workspace {
+    /// The working tree, keyed through the index's stat data.
+    Worktree,
+    /// A snapshot directory synced to these entries; `root` is the pipeline root inside it.
+    Snapshot {
+        root: PathBuf,
+        dir: PathBuf,
+        entries: Vec<Entry>,
+    },
+}
+
 /// One planned job, as the engine sees it.
 pub struct JobSpec {
     pub name: String,
     base: Manifest,
-    inputs: Option<Globs>,
+    inputs: Inputs,
+    fix: bool,
     outputs: Globs,
     key_cmd: Option<String>,
     cwd: PathBuf,
@@ -90,12 +112,11 @@ impl JobSpec {
                 extra: job.key.clone(),
                 inputs: Vec::new(),
             },
-            inputs: job
-                .inputs
-                .as_ref()
-                .map(|g| Globs::new(g))
-                .transpose()
-                .map_err(glob_err)?,
+            inputs: match &job.inputs {
+                None => Inputs::Tracked,
+                Some(globs) => Inputs::Globs(Globs::new(globs).map_err(glob_err)?),
+            },
+            fix: job.fix,
             outputs: Globs::new(&job.outputs).map_err(glob_err)?,
             key_cmd: job.key_cmd.clone(),
             cwd,
@@ -106,14 +127,30 @@ impl JobSpec {
     }
 }
 
+impl JobSpec {
+    /// Keys the job by exactly these files (paths relative to the pipeline root) when it
+    /// declares no `inputs`: a linter given the staged files it checks.
+    pub fn read_exactly(&mut self, files: Vec<String>) {
+        if matches!(self.inputs, Inputs::Tracked) {
+            self.inputs = Inputs::Exact(files);
+        }
+    }
+}
+
 impl Engine {
     pub fn new(
         repo: Repo,
         pipeline: &Pipeline,
+        workspace: Workspace,
         jobs: Vec<JobSpec>,
         options: CacheOptions,
     ) -> Result<Engine, Error> {
-        let index = repo.index_snapshot()?;
+        let (index, root) = match workspace {
+            Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone()),
+            Workspace::Snapshot { root, dir, entries } => {
+                (IndexSnapshot::synced(&dir, &entries), root)
+            }
+        };
         let stats = StatCache::load(&repo);
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
             pipeline
@@ -124,7 +161,7 @@ impl Engine {
         });
         Ok(Engine {
             repo: Mutex::new(repo),
-            root: pipeline.root.clone(),
+            root,
             index,
             manifests: Mutex::new(vec![None; jobs.len()]),
             stats,
@@ -146,7 +183,7 @@ impl Engine {
         manifest.needs = needs.iter().cloned().collect();
         let all = |_: &str| true;
         let files = match &spec.inputs {
-            None => repo.files(
+            Inputs::Tracked => repo.files(
                 &self.index,
                 &self.root,
                 &Query {
@@ -156,7 +193,7 @@ impl Engine {
                     within: None,
                 },
             ),
-            Some(globs) => {
+            Inputs::Globs(globs) => {
                 let wanted = |p: &str| globs.matches(p);
                 let prefixes = globs.prefixes();
                 repo.files(
@@ -167,6 +204,19 @@ impl Engine {
                         walk: globs.walk_dirs(),
                         explicit: globs.explicit(),
                         within: Some(&prefixes),
+                    },
+                )
+            }
+            Inputs::Exact(paths) => {
+                let wanted = |p: &str| paths.iter().any(|x| x == p);
+                repo.files(
+                    &self.index,
+                    &self.root,
+                    &Query {
+                        wanted: &wanted,
+                        walk: &[],
+                        explicit: paths,
+                        within: Some(paths),
                     },
                 )
             }
@@ -301,6 +351,14 @@ impl Keys for Engine {
 
     fn after(&self, job: usize, key: &str, log: &[u8], duration: Duration) -> Result<(), String> {
         let spec = &self.jobs[job];
+        if spec.fix
+            && self.index.is_synced()
+            && !self.changed_files().map_err(|e| e.to_string())?.is_empty()
+        {
+            // A fixer that changed files has not passed this content: it must run again next
+            // time, or its fix would be skipped.
+            return Ok(());
+        }
         let repo = self.repo();
         let outputs = &spec.outputs;
         let wanted = |p: &str| outputs.matches(p);
@@ -341,6 +399,25 @@ impl Keys for Engine {
 }
 
 impl Engine {
+    /// Files of the tree the run started from whose content now differs: what fixers changed.
+    /// Only meaningful for a synced snapshot, where every file's original id is known.
+    pub fn changed_files(&self) -> Result<Vec<crate::git::FileId>, crate::git::Error> {
+        let mut changed = Vec::new();
+        for (path, (mode, id)) in self.index.known() {
+            match self.stats.file_id(&self.root_of_index(), path)? {
+                Some(now) if now.mode == mode && now.id == id => {}
+                Some(now) => changed.push(now),
+                // A deleted file is not a fix weir applies.
+                None => {}
+            }
+        }
+        Ok(changed)
+    }
+
+    fn root_of_index(&self) -> PathBuf {
+        self.index.root().to_path_buf()
+    }
+
     /// Saves what the run learnt about files' content ids; losing it only costs hashing again.
     pub fn finish(&self) {
         if let Err(err) = self.stats.save() {

@@ -31,3 +31,13 @@ pub fn log_filter() -> Option<String> {
     )]
     std::env::var("WEIR_LOG").ok()
 }
+
+/// `GIT_INDEX_FILE`, which git sets for the pre-commit hook: during `git commit -a` or
+/// `git commit FILE` it names a temporary index holding exactly what is being committed.
+pub fn git_index_file() -> Option<std::path::PathBuf> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place env is read"
+    )]
+    std::env::var_os("GIT_INDEX_FILE").map(std::path::PathBuf::from)
+}

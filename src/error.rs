@@ -1,6 +1,6 @@
 //! The top-level error, how it maps to an exit code, and the exit codes themselves.
 
-use crate::{config, engine, git, graph, store};
+use crate::{config, engine, git, graph, store, workspace};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -27,6 +27,8 @@ pub enum Error {
     Cache(#[from] store::cache::Error),
     #[error(transparent)]
     Engine(#[from] engine::Error),
+    #[error(transparent)]
+    Workspace(#[from] workspace::Error),
     #[error("{message}")]
     Usage {
         message: String,
@@ -50,6 +52,7 @@ impl Error {
             | Error::Store(_)
             | Error::Cache(_)
             | Error::Engine(_)
+            | Error::Workspace(_)
             | Error::Io { .. } => exit::FAILURE,
         }
     }
@@ -68,6 +71,7 @@ impl Error {
             | Error::Git(_)
             | Error::Cache(_)
             | Error::Engine(_)
+            | Error::Workspace(_)
             | Error::Io { .. } => None,
         }
     }

@@ -14,3 +14,5 @@ pub mod graph;
 pub mod key;
 pub mod report;
 pub mod store;
+pub mod trigger;
+pub mod workspace;

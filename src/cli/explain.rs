@@ -1,4 +1,4 @@
-use crate::engine::CacheOptions;
+use crate::engine::{CacheOptions, Workspace};
 use crate::error::{Error, exit};
 use crate::graph::{Graph, Selection};
 use crate::report::Output;
@@ -18,7 +18,14 @@ pub fn run(args: Args) -> Result<u8, Error> {
     let context = super::Context::discover()?;
     let pipeline = context.pipeline()?;
     let graph = Graph::select(&pipeline, &Selection::Named(vec![args.job.clone()]))?;
-    let (plan, engine) = super::run::prepare(&context, &pipeline, &graph, CacheOptions::default())?;
+    let (plan, engine) = super::run::prepare(
+        &context,
+        &pipeline,
+        &graph,
+        Workspace::Worktree,
+        CacheOptions::default(),
+        &Default::default(),
+    )?;
     let mut keys: Vec<String> = vec![String::new(); plan.len()];
     let mut verdict = None;
     for position in graph.topological_order() {

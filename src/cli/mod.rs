@@ -3,6 +3,7 @@
 mod cache;
 mod explain;
 mod graph;
+mod hook;
 mod init;
 mod log;
 mod run;
@@ -42,6 +43,8 @@ enum Command {
     /// Inspect, check, trim and share the cache
     #[command(subcommand)]
     Cache(cache::Command),
+    /// Run what a git hook runs (the shims `weir install` writes call this)
+    Hook(hook::Args),
     /// Print the job graph
     Graph(graph::Args),
     /// List recent runs
@@ -70,6 +73,7 @@ pub fn main() -> u8 {
         Command::Run(args) => run::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Cache(command) => cache::run(command),
+        Command::Hook(args) => hook::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Log(args) => log::run(args),
         Command::Show(args) => show::run(args),
@@ -121,6 +125,14 @@ impl Context {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
         let repo = Repo::discover(&cwd)?;
+        Ok(Context { cwd, repo })
+    }
+
+    /// Like `discover`, but a bare repository (a server) is fine too.
+    fn discover_allow_bare() -> Result<Context, Error> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::io("cannot read the current directory", e))?;
+        let repo = Repo::discover_allow_bare(&cwd)?;
         Ok(Context { cwd, repo })
     }
 

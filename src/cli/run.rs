@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Event, Job, Pipeline};
-use crate::engine::{CacheOptions, Engine, JobSpec};
+use crate::engine::{CacheOptions, Engine, JobSpec, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
 use crate::exec::{self, Keys, Options, PlannedJob, Stop};
@@ -56,20 +57,79 @@ pub fn run(args: Args) -> Result<u8, Error> {
         None => (Selection::Named(args.names.clone()), Event::Manual),
     };
     let graph = Graph::select(&pipeline, &selection)?;
-    let (plan, engine) = prepare(
+    let outcome = execute(
         &context,
         &pipeline,
         &graph,
-        CacheOptions {
-            no_cache: args.no_cache,
-            explain: args.explain,
+        Execution {
+            trigger,
+            workspace: Workspace::Worktree,
+            cache: CacheOptions {
+                no_cache: args.no_cache,
+                explain: args.explain,
+            },
+            parallel: args.jobs.map(usize::from),
+            keep_going: args.keep_going,
+            json: args.json,
+            files: BTreeMap::new(),
         },
     )?;
-    let parallel = args
-        .jobs
-        .map(usize::from)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let kind = if args.json {
+    Ok(exit_code(outcome))
+}
+
+/// What a run does besides which jobs: how it was triggered, where jobs run, and how.
+pub(super) struct Execution {
+    pub trigger: Event,
+    pub workspace: Workspace,
+    pub cache: CacheOptions,
+    /// Jobs at once; `None` for the number of cores.
+    pub parallel: Option<usize>,
+    pub keep_going: bool,
+    pub json: bool,
+    /// For pre-commit jobs with `files`: the staged files each was selected for, which `{files}`
+    /// expands to and which key a job without `inputs`.
+    pub files: BTreeMap<String, Vec<String>>,
+}
+
+pub(super) fn exit_code(outcome: RunOutcome) -> u8 {
+    match outcome {
+        RunOutcome::Passed => exit::SUCCESS,
+        RunOutcome::Failed => exit::FAILURE,
+        RunOutcome::Cancelled => exit::INTERRUPTED,
+    }
+}
+
+/// Runs `graph`'s jobs, reports them and records the run. Returns how it ended, and the engine
+/// (for what the jobs changed).
+pub(super) fn execute(
+    context: &super::Context,
+    pipeline: &Pipeline,
+    graph: &Graph,
+    execution: Execution,
+) -> Result<RunOutcome, Error> {
+    execute_with(context, pipeline, graph, execution).map(|(outcome, _)| outcome)
+}
+
+/// [`execute`], also handing back the engine.
+pub(super) fn execute_with(
+    context: &super::Context,
+    pipeline: &Pipeline,
+    graph: &Graph,
+    execution: Execution,
+) -> Result<(RunOutcome, Arc<Engine>), Error> {
+    let Execution {
+        trigger,
+        workspace,
+        cache,
+        parallel,
+        keep_going,
+        json,
+        files,
+    } = execution;
+    let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files)?;
+    let parallel =
+        parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let kind = if json {
         ReporterKind::Json
     } else if std::io::stderr().is_terminal() {
         ReporterKind::Live
@@ -91,12 +151,12 @@ pub fn run(args: Args) -> Result<u8, Error> {
         .map_err(|e| Error::io("cannot start the async runtime", e))?;
     let options = Options {
         parallel,
-        keep_going: args.keep_going,
+        keep_going,
     };
     exec::adopt_orphans();
+    let engine = Arc::new(engine);
     let result = runtime.block_on(async {
         let interrupt = listen_for_interrupts()?;
-        let engine = Arc::new(engine);
         let keys: Arc<dyn Keys> = engine.clone();
         let result = exec::run(&plan, options, keys, interrupt, |event| {
             reporter.event(event)
@@ -129,11 +189,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         skipped: summary.count(JobStatus::Skipped),
         record,
     });
-    Ok(match result.outcome {
-        RunOutcome::Passed => exit::SUCCESS,
-        RunOutcome::Failed => exit::FAILURE,
-        RunOutcome::Cancelled => exit::INTERRUPTED,
-    })
+    Ok((result.outcome, engine))
 }
 
 /// The scheduler's plan for `graph`, and the engine that keys and caches its jobs.
@@ -141,28 +197,40 @@ pub(super) fn prepare(
     context: &super::Context,
     pipeline: &Pipeline,
     graph: &Graph,
+    workspace: Workspace,
     options: CacheOptions,
+    files: &BTreeMap<String, Vec<String>>,
 ) -> Result<(Vec<PlannedJob>, Engine), Error> {
-    let plan = plan(pipeline, graph);
-    let specs = plan
-        .iter()
-        .zip(&graph.jobs)
-        .map(|(planned, &index)| {
-            JobSpec::new(
-                &pipeline.jobs[index],
-                planned.shell.clone(),
-                planned.cwd.clone(),
-                planned.env.clone(),
-                &pipeline.env,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let engine = Engine::new(context.repo.clone(), pipeline, specs, options)?;
+    let root = match &workspace {
+        Workspace::Worktree => pipeline.root.clone(),
+        Workspace::Snapshot { root, .. } => root.clone(),
+    };
+    let mut plan = plan(pipeline, graph, &root);
+    let mut specs = Vec::with_capacity(plan.len());
+    for (planned, &index) in plan.iter_mut().zip(&graph.jobs) {
+        let job = &pipeline.jobs[index];
+        let mut spec = JobSpec::new(
+            job,
+            planned.shell.clone(),
+            planned.cwd.clone(),
+            planned.env.clone(),
+            &pipeline.env,
+        )?;
+        if let Some(selected) = files.get(&job.name) {
+            let quoted = crate::trigger::hook::shell_quote(selected);
+            for step in &mut planned.steps {
+                *step = step.replace("{files}", &quoted);
+            }
+            spec.read_exactly(selected.clone());
+        }
+        specs.push(spec);
+    }
+    let engine = Engine::new(context.repo.clone(), pipeline, workspace, specs, options)?;
     Ok((plan, engine))
 }
 
-/// Resolves the selected jobs into what the scheduler needs.
-fn plan(pipeline: &Pipeline, graph: &Graph) -> Vec<PlannedJob> {
+/// Resolves the selected jobs into what the scheduler needs; their dirs are under `root`.
+fn plan(pipeline: &Pipeline, graph: &Graph, root: &std::path::Path) -> Vec<PlannedJob> {
     let passthrough = env_vars::job_passthrough();
     graph
         .jobs
@@ -179,7 +247,7 @@ fn plan(pipeline: &Pipeline, graph: &Graph) -> Vec<PlannedJob> {
                 name: job.name.clone(),
                 shell: exec::find_shell(path),
                 steps: job.steps.clone(),
-                cwd: pipeline.root.join(&job.dir),
+                cwd: root.join(&job.dir),
                 env,
                 timeout: job.timeout,
                 retries: job.retries,

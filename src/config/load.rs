@@ -23,6 +23,8 @@ const PULL_MODES: [(&str, CachePull); 2] =
     [("never", CachePull::Never), ("on-miss", CachePull::OnMiss)];
 const JOB_KEYS: &[&str] = &[
     "run",
+    "files",
+    "fix",
     "needs",
     "on",
     "env",
@@ -436,6 +438,8 @@ impl Checker<'_> {
             cache: true,
             key: Vec::new(),
             key_cmd: None,
+            files: None,
+            fix: false,
             span: key.span(),
         };
         let mut needs_spans = Vec::new();
@@ -472,6 +476,8 @@ impl Checker<'_> {
                 }
                 "key" => job.key = self.strings(field, &what, v),
                 "key_cmd" => job.key_cmd = self.key_cmd(&what, v),
+                "files" => job.files = self.globs(field, &what, v),
+                "fix" => job.fix = self.boolean(field, &what, v).unwrap_or(false),
                 _ => self.unknown_key(k, JOB_KEYS, &format!("in job `{name}`")),
             }
         }

@@ -113,6 +113,12 @@ pub struct Job {
     pub key: Vec<String>,
     /// A command whose output is part of the key, e.g. a tool's version (`key_cmd`).
     pub key_cmd: Option<String>,
+    /// pre-commit: globs of staged files that select the job; `{files}` in its steps expands
+    /// to the matching staged files. `None`: the job always runs.
+    pub files: Option<Vec<String>>,
+    /// pre-commit: the job may modify files; its changes are applied to the index and the
+    /// working tree when they apply cleanly.
+    pub fix: bool,
     /// Byte range of the job's `[jobs.NAME]` header (or key) in the file, for later diagnostics.
     pub span: Range<usize>,
 }

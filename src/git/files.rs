@@ -12,6 +12,7 @@ use gix::bstr::ByteSlice;
 use gix::index::entry::{Mode, Stat};
 
 use super::repo::{Error, Repo};
+use super::snapshot::Entry;
 
 /// A file's mode, as recorded in trees and manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -80,16 +81,61 @@ pub struct FileId {
 struct Tracked {
     mode: FileMode,
     id: ObjectId,
-    stat: Stat,
+    /// The index's stat data; `None` for a snapshot weir wrote itself, whose ids are known.
+    stat: Option<Stat>,
 }
 
 /// What the index knew when it was read: enough to name a clean file's blob without reading it.
 pub struct IndexSnapshot {
-    /// Keyed by path relative to the work tree.
+    /// The directory the paths are relative to: the work tree, or a snapshot directory.
+    root: PathBuf,
+    /// Keyed by path relative to `root`.
     entries: BTreeMap<String, Tracked>,
     /// When the index was written, in whole seconds: entries modified since are "racily clean"
     /// and must be hashed, as git does.
     timestamp: i64,
+    /// A snapshot directory weir synced: ids known, no untracked files.
+    synced: bool,
+}
+
+impl IndexSnapshot {
+    /// Whether this is a snapshot directory weir synced.
+    pub fn is_synced(&self) -> bool {
+        self.synced
+    }
+
+    /// The directory the paths are relative to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Every entry: path, mode and blob id.
+    pub fn known(&self) -> impl Iterator<Item = (&str, (FileMode, ObjectId))> {
+        self.entries
+            .iter()
+            .map(|(path, t)| (path.as_str(), (t.mode, t.id)))
+    }
+
+    /// The files of a snapshot directory weir has just synced to `entries`: their ids are
+    /// known, and no untracked file belongs to the tree.
+    pub fn synced(root: &Path, entries: &[Entry]) -> IndexSnapshot {
+        IndexSnapshot {
+            root: root.to_path_buf(),
+            entries: entries
+                .iter()
+                .map(|e| {
+                    let tracked = Tracked {
+                        mode: e.mode,
+                        id: e.id,
+                        stat: None,
+                    };
+                    (e.path.clone(), tracked)
+                })
+                .collect(),
+            timestamp: 0,
+            synced: true,
+        }
+    }
 }
 
 /// Which files a job reads.
@@ -196,13 +242,15 @@ impl Repo {
                 Tracked {
                     mode,
                     id: entry.id,
-                    stat: entry.stat,
+                    stat: Some(entry.stat),
                 },
             );
         }
         Ok(IndexSnapshot {
+            root: self.workdir().to_path_buf(),
             entries,
             timestamp: index.timestamp().unix_seconds(),
+            synced: false,
         })
     }
 
@@ -215,7 +263,7 @@ impl Repo {
         base: &Path,
         query: &Query<'_>,
     ) -> Result<Vec<FileId>, Error> {
-        let prefix = self.prefix_of(base)?;
+        let prefix = prefix_of(&index.root, base)?;
         let mut found: BTreeMap<String, FileId> = BTreeMap::new();
         let everything = [String::new()];
         for within in query.within.unwrap_or(&everything) {
@@ -228,12 +276,23 @@ impl Repo {
                 if found.contains_key(rel) || !(query.wanted)(rel) {
                     continue;
                 }
+                if tracked.stat.is_none() {
+                    found.insert(
+                        rel.to_owned(),
+                        FileId {
+                            path: rel.to_owned(),
+                            mode: tracked.mode,
+                            id: tracked.id,
+                        },
+                    );
+                    continue;
+                }
                 if let Some(file) = file_id(&base.join(rel), rel, Some(tracked), index.timestamp)? {
                     found.insert(rel.to_owned(), file);
                 }
             }
         }
-        if !query.walk.is_empty() {
+        if !query.walk.is_empty() && !index.synced {
             let mut ignores = Ignores::new(self, &prefix);
             let mut untracked = Vec::new();
             for dir in query.walk {
@@ -296,18 +355,18 @@ impl Repo {
         paths.dedup();
         Ok(paths)
     }
+}
 
-    /// `base` relative to the work tree, as an index path prefix (`""` or `dir/`).
-    fn prefix_of(&self, base: &Path) -> Result<String, Error> {
-        let rel = base
-            .strip_prefix(self.workdir())
-            .map_err(|_| Error::OutsideWorkTree(base.to_path_buf()))?;
-        let mut prefix = rel.to_string_lossy().into_owned();
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            prefix.push('/');
-        }
-        Ok(prefix)
+/// `base` relative to `root`, as an index path prefix (`""` or `dir/`).
+fn prefix_of(root: &Path, base: &Path) -> Result<String, Error> {
+    let rel = base
+        .strip_prefix(root)
+        .map_err(|_| Error::OutsideWorkTree(base.to_path_buf()))?;
+    let mut prefix = rel.to_string_lossy().into_owned();
+    if !prefix.is_empty() && !prefix.ends_with('/') {
+        prefix.push('/');
     }
+    Ok(prefix)
 }
 
 /// The git blob id of `bytes`.
@@ -339,9 +398,10 @@ fn file_id(
         return Ok(None);
     };
     if let Some(tracked) = tracked
+        && let Some(stat) = &tracked.stat
         && tracked.mode == mode
-        && i64::from(tracked.stat.mtime.secs) < index_timestamp
-        && stat_matches(&meta, &tracked.stat)
+        && i64::from(stat.mtime.secs) < index_timestamp
+        && stat_matches(&meta, stat)
     {
         return Ok(Some(FileId {
             path: rel.to_owned(),

@@ -4,8 +4,10 @@
 mod files;
 mod remote;
 mod repo;
+mod snapshot;
 mod statcache;
 
 pub use files::{FileId, FileMode, IndexSnapshot, Query, blob_id};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
+pub use snapshot::Entry;
 pub use statcache::StatCache;

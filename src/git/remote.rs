@@ -26,15 +26,23 @@ impl Repo {
         self.git(&args)
     }
 
-    fn git(&self, args: &[&str]) -> Result<String, Error> {
-        let output = Command::new("git")
+    /// `git` run in this repository, without the variables a hook inherits from git (which
+    /// would redirect it elsewhere).
+    pub(super) fn git_command(&self) -> Command {
+        let mut command = Command::new("git");
+        command
             .arg("-C")
             .arg(self.workdir())
-            .args(args)
-            // Inside a hook git exports these; they must not redirect this command.
             .env_remove("GIT_DIR")
             .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_INDEX_FILE");
+        command
+    }
+
+    fn git(&self, args: &[&str]) -> Result<String, Error> {
+        let output = self
+            .git_command()
+            .args(args)
             .output()
             .map_err(|e| Error::GitCommand {
                 command: format!("git {}", args.join(" ")),

@@ -167,6 +167,8 @@ mod tests {
             cache: environment.is_none(),
             key: Vec::new(),
             key_cmd: None,
+            files: None,
+            fix: false,
             span: 0..0,
         }
     }

@@ -467,7 +467,7 @@ impl<'a> DiskCheck<'a> {
 
 /// Writes one file: straight into place when nothing is there, else through a temporary
 /// sibling renamed over the old one, so a reader never sees half a file.
-fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let parent = abs.parent().unwrap_or(Path::new("."));
     let exists = fs::symlink_metadata(abs).is_ok();

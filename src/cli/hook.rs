@@ -1,0 +1,394 @@
+//! `weir hook NAME`: what the shims in `.git/hooks` call. Each hook runs its event's jobs on a
+//! snapshot of exactly what git is committing, pushing or merging, never the working tree.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Event, Pipeline};
+use crate::engine::{CacheOptions, Workspace};
+use crate::env_vars;
+use crate::error::{Error, exit};
+use crate::git::{Entry, Repo, StatCache};
+use crate::graph::{self, Graph, Selection};
+use crate::report::{Output, RunOutcome};
+use crate::trigger::hook::{self as hooks, RefUpdate};
+use crate::workspace::Snapshot;
+
+use super::Context;
+use super::run::{Execution, execute, execute_with, exit_code};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The hook: pre-commit, pre-push, post-merge or post-receive
+    name: String,
+    /// What git passed the hook
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<u8, Error> {
+    match args.name.as_str() {
+        "pre-commit" => pre_commit(),
+        "pre-push" => pre_push(&read_stdin()?),
+        "post-merge" => post_merge(),
+        "post-receive" => post_receive(&read_stdin()?),
+        other => Err(Error::Usage {
+            message: format!("weir has no `{other}` hook"),
+            hint: Some("hooks: pre-commit, pre-push, post-merge, post-receive".into()),
+        }),
+    }
+}
+
+fn read_stdin() -> Result<String, Error> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Error::io("cannot read the hook's input", e))?;
+    Ok(input)
+}
+
+/// The jobs of `event`, or `None` when the pipeline has none (the hook then does nothing).
+fn event_graph(pipeline: &Pipeline, event: Event) -> Result<Option<Graph>, Error> {
+    match Graph::select(pipeline, &Selection::Event(event)) {
+        Ok(graph) => Ok(Some(graph)),
+        Err(graph::Error::NothingForEvent(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Where the pipeline root lies inside a snapshot of the repository.
+fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
+    match pipeline_root.strip_prefix(repo.workdir()) {
+        Ok(rel) => snapshot.join(rel),
+        Err(_) => snapshot.to_path_buf(),
+    }
+}
+
+/// Syncs snapshot `name` to `entries`.
+fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<Snapshot, Error> {
+    let snapshot = Snapshot::new(repo, name);
+    let stats = StatCache::load(repo);
+    snapshot.sync(repo, entries, &stats)?;
+    // Losing what the sync learnt only costs hashing again.
+    let _ = stats.save();
+    Ok(snapshot)
+}
+
+fn execution(trigger: Event, workspace: Workspace) -> Execution {
+    Execution {
+        trigger,
+        workspace,
+        cache: CacheOptions::default(),
+        parallel: None,
+        keep_going: false,
+        json: false,
+        files: BTreeMap::new(),
+    }
+}
+
+fn pre_commit() -> Result<u8, Error> {
+    let context = Context::discover()?;
+    let pipeline = context.pipeline()?;
+    let Some(all) = event_graph(&pipeline, Event::PreCommit)? else {
+        return Ok(exit::SUCCESS);
+    };
+    let repo = &context.repo;
+    let index_file = env_vars::git_index_file();
+    let staged = repo.staged(index_file.as_deref())?;
+    let head = match repo.head()? {
+        Some(commit) => repo.commit_files(commit)?,
+        None => Vec::new(),
+    };
+    let prefix = pipeline
+        .root
+        .strip_prefix(repo.workdir())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let changed: Vec<String> = hooks::changed(&staged, &head)
+        .into_iter()
+        .filter_map(|path| {
+            if prefix.is_empty() {
+                Some(path)
+            } else {
+                path.strip_prefix(&format!("{prefix}/")).map(str::to_owned)
+            }
+        })
+        .collect();
+
+    // A job with `files` runs only when a staged file matches.
+    let mut files = BTreeMap::new();
+    let mut names = Vec::new();
+    for &index in &all.jobs {
+        let job = &pipeline.jobs[index];
+        if !job.on.contains(&Event::PreCommit) {
+            continue;
+        }
+        match &job.files {
+            None => names.push(job.name.clone()),
+            Some(globs) => {
+                let selected = hooks::select(globs, &changed).map_err(|e| Error::Usage {
+                    message: format!("invalid `files` glob in job `{}`: {e}", job.name),
+                    hint: None,
+                })?;
+                if !selected.is_empty() {
+                    names.push(job.name.clone());
+                    files.insert(job.name.clone(), selected);
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    let graph = Graph::select(&pipeline, &Selection::Named(names))?;
+    let snapshot = sync(repo, "pre-commit", &staged)?;
+    let root = root_in(&snapshot.dir, repo, &pipeline.root);
+    let mut run = execution(
+        Event::PreCommit,
+        Workspace::Snapshot {
+            root,
+            dir: snapshot.dir.clone(),
+            entries: staged.clone(),
+        },
+    );
+    run.files = files;
+    let (outcome, engine) = execute_with(&context, &pipeline, &graph, run)?;
+    if outcome != RunOutcome::Passed {
+        Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
+        return Ok(exit_code(outcome));
+    }
+    let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
+    if !fixers {
+        return Ok(exit::SUCCESS);
+    }
+    let changed = engine.changed_files()?;
+    apply_fixes(
+        repo,
+        index_file.as_deref(),
+        &staged,
+        &snapshot.dir,
+        &changed,
+    )
+}
+
+/// Applies what fixers changed in the snapshot to the index and the working tree, when every
+/// change applies cleanly to both; else touches nothing, shows the changes and blocks the commit.
+fn apply_fixes(
+    repo: &Repo,
+    index_file: Option<&Path>,
+    staged: &[Entry],
+    snapshot: &Path,
+    changed: &[crate::git::FileId],
+) -> Result<u8, Error> {
+    if changed.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    let staged: BTreeMap<&str, &Entry> = staged.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut updates = Vec::new();
+    let mut worktree = Vec::new();
+    let mut conflicts = Vec::new();
+    for file in changed {
+        let Some(old) = staged.get(file.path.as_str()) else {
+            continue;
+        };
+        let fixed_path = snapshot.join(&file.path);
+        let fixed = std::fs::read(&fixed_path)
+            .map_err(|e| Error::io(format!("cannot read {}", fixed_path.display()), e))?;
+        let base = repo.read_blob(old.id)?;
+        let target = repo.workdir().join(&file.path);
+        let result = match std::fs::read(&target) {
+            // No unstaged edits: the working tree takes the fix as is.
+            Ok(current) if current == base => Some(fixed.clone()),
+            Ok(current) => repo.merge_file(&current, &base, &fixed)?,
+            // Deleted in the working tree but staged: only the index is fixed (below).
+            Err(_) => None,
+        };
+        let exists = target.exists();
+        match result {
+            Some(merged) => {
+                if exists {
+                    worktree.push((target, file.mode, merged));
+                }
+                updates.push(Entry {
+                    path: file.path.clone(),
+                    mode: file.mode,
+                    id: repo.write_blob(&fixed)?,
+                });
+            }
+            None if !exists => updates.push(Entry {
+                path: file.path.clone(),
+                mode: file.mode,
+                id: repo.write_blob(&fixed)?,
+            }),
+            None => conflicts.push((file.path.clone(), base, fixed)),
+        }
+    }
+    if !conflicts.is_empty() {
+        Output.err("weir: a fixer's changes conflict with unstaged edits; nothing was touched");
+        for (path, base, fixed) in &conflicts {
+            Output.err(&unified_diff(path, base, fixed));
+        }
+        Output.err("help: stage or stash your edits to these files, or apply the fix by hand");
+        return Ok(exit::FAILURE);
+    }
+    repo.update_index(index_file, &updates)?;
+    for (target, mode, bytes) in &worktree {
+        crate::store::cache::write_file(target, *mode, bytes)
+            .map_err(|e| Error::io(format!("cannot write {}", target.display()), e))?;
+    }
+    for update in &updates {
+        Output.err(&format!("weir: fixed {}", update.path));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    similar::TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}
+
+/// The jobs of `event` on the snapshot of `commit`, with the working tree's pipeline.
+fn run_on_commit(
+    context: &Context,
+    pipeline: &Pipeline,
+    graph: &Graph,
+    event: Event,
+    commit: gix::ObjectId,
+) -> Result<RunOutcome, Error> {
+    let repo = &context.repo;
+    let entries = repo.commit_files(commit)?;
+    let snapshot = sync(repo, event.as_str(), &entries)?;
+    let root = root_in(&snapshot.dir, repo, &pipeline.root);
+    execute(
+        context,
+        pipeline,
+        graph,
+        execution(
+            event,
+            Workspace::Snapshot {
+                root,
+                dir: snapshot.dir.clone(),
+                entries,
+            },
+        ),
+    )
+}
+
+fn pre_push(input: &str) -> Result<u8, Error> {
+    let context = Context::discover()?;
+    let pipeline = context.pipeline()?;
+    let Some(graph) = event_graph(&pipeline, Event::PrePush)? else {
+        return Ok(exit::SUCCESS);
+    };
+    for RefUpdate { refname, new } in hooks::parse_pre_push(input) {
+        let Some(new) = new else { continue };
+        let commit = context.repo.resolve(&new)?;
+        Output.err(&format!(
+            "weir: pre-push jobs for {refname} at {}",
+            &new[..12]
+        ));
+        let outcome = run_on_commit(&context, &pipeline, &graph, Event::PrePush, commit)?;
+        if outcome != RunOutcome::Passed {
+            Output.err(&format!(
+                "weir: the pre-push jobs failed for {refname}; nothing was pushed"
+            ));
+            return Ok(exit_code(outcome));
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+/// Whether the merge pipeline already ran for `commit`; marks it as run.
+fn first_merge_run(repo: &Repo, commit: &str) -> Result<bool, Error> {
+    let dir = repo.weir_dir().join("merged");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    let marker = dir.join(commit);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot create {}", marker.display()), e)),
+    }
+}
+
+fn post_merge() -> Result<u8, Error> {
+    let context = Context::discover()?;
+    let pipeline = context.pipeline()?;
+    let repo = &context.repo;
+    let default = pipeline
+        .default_branch
+        .clone()
+        .unwrap_or_else(|| repo.default_branch());
+    if repo.head_branch().as_deref() != Some(default.as_str()) {
+        return Ok(exit::SUCCESS);
+    }
+    let Some(graph) = event_graph(&pipeline, Event::Merge)? else {
+        return Ok(exit::SUCCESS);
+    };
+    let Some(commit) = repo.head()? else {
+        return Ok(exit::SUCCESS);
+    };
+    if !first_merge_run(repo, &commit.to_string())? {
+        return Ok(exit::SUCCESS);
+    }
+    let outcome = run_on_commit(&context, &pipeline, &graph, Event::Merge, commit)?;
+    Ok(exit_code(outcome))
+}
+
+/// On a server: runs the `merge` jobs of the default branch's own pipeline for each push that
+/// moves it. A pipeline on any other branch never runs here.
+fn post_receive(input: &str) -> Result<u8, Error> {
+    let context = Context::discover_allow_bare()?;
+    let repo = &context.repo;
+    let head = repo.head_branch().unwrap_or_else(|| repo.default_branch());
+    let mut code = exit::SUCCESS;
+    for RefUpdate { refname, new } in hooks::parse_post_receive(input) {
+        let Some(new) = new else { continue };
+        let commit = repo.resolve(&new)?;
+        let entries = repo.commit_files(commit)?;
+        let snapshot = sync(repo, "merge", &entries)?;
+        let file = snapshot.dir.join(config::FILE_NAME);
+        let Ok(bytes) = std::fs::read(&file) else {
+            continue;
+        };
+        let pipeline = config::parse(config::FILE_NAME, &file, &snapshot.dir, &bytes)?;
+        let default = pipeline
+            .default_branch
+            .clone()
+            .unwrap_or_else(|| head.clone());
+        if refname != format!("refs/heads/{default}") {
+            continue;
+        }
+        let Some(graph) = event_graph(&pipeline, Event::Merge)? else {
+            continue;
+        };
+        if !first_merge_run(repo, &new)? {
+            continue;
+        }
+        Output.err(&format!("weir: merge jobs for {refname} at {}", &new[..12]));
+        let outcome = execute(
+            &context,
+            &pipeline,
+            &graph,
+            execution(
+                Event::Merge,
+                Workspace::Snapshot {
+                    root: snapshot.dir.clone(),
+                    dir: snapshot.dir.clone(),
+                    entries,
+                },
+            ),
+        )?;
+        code = code.max(exit_code(outcome));
+    }
+    Ok(code)
+}

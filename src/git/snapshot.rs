@@ -1,0 +1,214 @@
+//! The content a hook is about: the staged index, a commit's tree, the branch HEAD is on; and
+//! writing fixes back to the index. Everything here reads exactly what git would commit, push or
+//! merge, never the working tree.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use gix::ObjectId;
+use gix::bstr::ByteSlice;
+use gix::index::entry::{Flags, Mode};
+
+use super::files::FileMode;
+use super::repo::{Error, Repo};
+
+/// A file in the index or a tree.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub path: String,
+    pub mode: FileMode,
+    pub id: ObjectId,
+}
+
+impl Repo {
+    /// The staged files: stage 0 of the index at `index_file` (git's `GIT_INDEX_FILE` inside a
+    /// hook, which is a temporary index during `git commit -a` or `git commit FILE`), else the
+    /// repository's index. Intent-to-add entries stage no content and are left out.
+    pub fn staged(&self, index_file: Option<&Path>) -> Result<Vec<Entry>, Error> {
+        let path = match index_file {
+            Some(path) if path.is_absolute() => path.to_path_buf(),
+            Some(path) => self.workdir().join(path),
+            None => self.gix().index_path(),
+        };
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        let index =
+            gix::index::File::at(&path, self.gix().object_hash(), false, Default::default())
+                .map_err(gix::Error::from_error)?;
+        let mut entries = Vec::new();
+        for entry in index.entries() {
+            if entry.stage_raw() != 0 || entry.flags.contains(Flags::INTENT_TO_ADD) {
+                continue;
+            }
+            let mode = if entry.mode == Mode::FILE {
+                FileMode::Regular
+            } else if entry.mode == Mode::FILE_EXECUTABLE {
+                FileMode::Executable
+            } else if entry.mode == Mode::SYMLINK {
+                FileMode::Symlink
+            } else {
+                continue;
+            };
+            entries.push(Entry {
+                path: entry.path(&index).to_str_lossy().into_owned(),
+                mode,
+                id: entry.id,
+            });
+        }
+        Ok(entries)
+    }
+
+    /// The files of `commit`'s tree (submodules left out).
+    pub fn commit_files(&self, commit: ObjectId) -> Result<Vec<Entry>, Error> {
+        let mut entries = Vec::new();
+        for item in self.tree_items(commit, "")? {
+            let mode = match item.mode {
+                0o100644 => FileMode::Regular,
+                0o100755 => FileMode::Executable,
+                0o120000 => FileMode::Symlink,
+                _ => continue,
+            };
+            entries.push(Entry {
+                path: item.path,
+                mode,
+                id: item.id,
+            });
+        }
+        entries.sort();
+        Ok(entries)
+    }
+
+    /// The commit HEAD points at; `None` before the first commit.
+    pub fn head(&self) -> Result<Option<ObjectId>, Error> {
+        match self.gix().head()?.id() {
+            Some(id) => Ok(Some(id.detach())),
+            None => Ok(None),
+        }
+    }
+
+    /// The branch HEAD is on (`main`), `None` when detached.
+    pub fn head_branch(&self) -> Option<String> {
+        let name = self.gix().head_name().ok()??;
+        name.as_bstr()
+            .to_str()
+            .ok()
+            .and_then(|n| n.strip_prefix("refs/heads/"))
+            .map(str::to_owned)
+    }
+
+    /// The commit `rev` names.
+    pub fn resolve(&self, rev: &str) -> Result<ObjectId, Error> {
+        Ok(self.gix().rev_parse_single(rev)?.detach())
+    }
+
+    /// The default branch as git knows it: `origin/HEAD`'s branch, else `init.defaultBranch`,
+    /// else `main`.
+    pub fn default_branch(&self) -> String {
+        if let Ok(Some(reference)) = self.gix().try_find_reference("refs/remotes/origin/HEAD")
+            && let Some(target) = reference.target().try_name()
+            && let Ok(name) = target.as_bstr().to_str()
+            && let Some(branch) = name.strip_prefix("refs/remotes/origin/")
+        {
+            return branch.to_owned();
+        }
+        self.gix()
+            .config_snapshot()
+            .string("init.defaultBranch")
+            .map(|b| b.to_str_lossy().into_owned())
+            .unwrap_or_else(|| "main".to_owned())
+    }
+
+    /// Writes `bytes` as a blob.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId, Error> {
+        Ok(self.gix().write_blob(bytes)?.detach())
+    }
+
+    /// Points index entries at new blobs (`git update-index --index-info`), in the index at
+    /// `index_file` when given. git re-reads the index after the pre-commit hook, so the commit
+    /// takes these.
+    pub fn update_index(&self, index_file: Option<&Path>, updates: &[Entry]) -> Result<(), Error> {
+        let mut input = String::new();
+        for entry in updates {
+            input.push_str(&format!(
+                "{} {}\t{}\n",
+                entry.mode.as_octal(),
+                entry.id,
+                entry.path
+            ));
+        }
+        let mut command = self.git_command();
+        command.args(["update-index", "--index-info"]);
+        if let Some(index) = index_file {
+            command.env("GIT_INDEX_FILE", index);
+        }
+        run_with_input(command, input.as_bytes()).map(|_| ())
+    }
+
+    /// A three-way merge of one file's contents (`git merge-file`): `Some(merged)` when the two
+    /// sides apply cleanly to `base`, `None` when they conflict.
+    pub fn merge_file(
+        &self,
+        ours: &[u8],
+        base: &[u8],
+        theirs: &[u8],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let dir = tempfile::TempDir::new().map_err(|e| Error::Io(std::env::temp_dir(), e))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).map_err(|e| Error::Io(path.clone(), e))?;
+            Ok::<_, Error>(path)
+        };
+        let (ours, base, theirs) = (
+            write("ours", ours)?,
+            write("base", base)?,
+            write("theirs", theirs)?,
+        );
+        let output = self
+            .git_command()
+            .args(["merge-file", "-p", "--quiet"])
+            .arg(&ours)
+            .arg(&base)
+            .arg(&theirs)
+            .output()
+            .map_err(|e| Error::GitCommand {
+                command: "git merge-file".into(),
+                detail: e.to_string(),
+            })?;
+        match output.status.code() {
+            Some(0) => Ok(Some(output.stdout)),
+            Some(n) if n > 0 => Ok(None),
+            _ => Err(Error::GitCommand {
+                command: "git merge-file".into(),
+                detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            }),
+        }
+    }
+}
+
+fn run_with_input(mut command: Command, input: &[u8]) -> Result<Vec<u8>, Error> {
+    let failed = |detail: String| Error::GitCommand {
+        command: "git update-index".into(),
+        detail,
+    };
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input).map_err(|e| failed(e.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if output.status.success() {
+        Ok(output.stdout)
+    } else {
+        Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
+    }
+}
