@@ -206,6 +206,15 @@ pub(super) fn prepare(
         Workspace::Snapshot { root, .. } => root.clone(),
     };
     let mut plan = plan(pipeline, graph, &root);
+    if let Workspace::Snapshot { dir, .. } = &workspace {
+        // A snapshot lives inside `.git`: without a ceiling, `git` run by a job would find the
+        // user's repository from there and could change their index.
+        let ceiling = dir.parent().unwrap_or(dir).as_os_str().to_owned();
+        for job in &mut plan {
+            job.env
+                .push(("GIT_CEILING_DIRECTORIES".to_owned(), ceiling.clone()));
+        }
+    }
     let mut specs = Vec::with_capacity(plan.len());
     for (planned, &index) in plan.iter_mut().zip(&graph.jobs) {
         let job = &pipeline.jobs[index];

@@ -1,0 +1,333 @@
+//! Hooks fired by real `git commit`, `git push` and `git merge`: jobs see exactly the staged,
+//! pushed or merged content, and nothing of the user's work is lost.
+
+use crate::common::TestRepo;
+
+/// Writes hook shims that call this weir binary.
+fn install(repo: &TestRepo) {
+    for hook in ["pre-commit", "pre-push", "post-merge"] {
+        let path = repo.file(&format!(".git/hooks/{hook}"));
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nexec '{}' hook {hook} \"$@\"\n",
+                env!("CARGO_BIN_EXE_weir")
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// `git commit` with hooks; returns (success, stderr).
+fn commit(repo: &TestRepo, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new("git");
+    repo.hermetic(&mut cmd);
+    let out = cmd.arg("commit").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Everything a user could lose: the working tree files and the index.
+fn state(repo: &TestRepo) -> (String, String, Vec<(String, Vec<u8>)>) {
+    let staged = repo.git(&["diff", "--cached", "--binary"]);
+    let unstaged = repo.git(&["diff", "--binary"]);
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(repo.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != ".git")
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    files.sort();
+    (staged, unstaged, files)
+}
+
+const LINT: &str = r#"
+[jobs.lint]
+on = ["pre-commit"]
+files = ["*.txt"]
+run = "echo checking {files}; ! grep -l BAD {files}"
+"#;
+
+fn lint_repo() -> TestRepo {
+    let repo = TestRepo::with_pipeline(LINT);
+    repo.write("a.txt", "good\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo
+}
+
+#[test]
+fn pre_commit_checks_the_staged_content_not_the_working_tree() {
+    let repo = lint_repo();
+    repo.write("a.txt", "good, staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "BAD but unstaged\n");
+    let before = state(&repo);
+    let (ok, err) = commit(&repo, &["-m", "staged is fine"]);
+    assert!(ok, "{err}");
+    assert_eq!(repo.git(&["show", "HEAD:a.txt"]), "good, staged\n");
+    assert_eq!(
+        repo.read("a.txt"),
+        "BAD but unstaged\n",
+        "unstaged work was touched"
+    );
+    assert_eq!(state(&repo).1, before.1);
+}
+
+#[test]
+fn a_failing_pre_commit_job_blocks_the_commit_and_loses_nothing() {
+    let repo = lint_repo();
+    repo.write("a.txt", "BAD staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "BAD staged\nand an unstaged line\n");
+    repo.write("untracked.txt", "BAD untracked, never checked\n");
+    let before = state(&repo);
+    let (ok, err) = commit(&repo, &["-m", "blocked"]);
+    assert!(!ok, "the commit went through: {err}");
+    assert!(err.contains("lint: failed"), "{err}");
+    assert!(err.contains("a.txt"), "the log tail names the file: {err}");
+    assert_eq!(
+        state(&repo),
+        before,
+        "the hook changed the working tree or index"
+    );
+    assert_eq!(repo.git(&["rev-list", "--count", "HEAD"]).trim(), "1");
+}
+
+#[test]
+fn commit_a_and_commit_file_check_what_they_commit() {
+    let repo = lint_repo();
+    repo.write("b.txt", "good\n");
+    repo.commit_all("b");
+    repo.write("a.txt", "BAD\n");
+    let (ok, err) = commit(&repo, &["-a", "-m", "all"]);
+    assert!(!ok, "`commit -a` skipped the check: {err}");
+
+    repo.write("a.txt", "good again\n");
+    repo.write("b.txt", "BAD, staged but not committed\n");
+    repo.git(&["add", "b.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "only a", "a.txt"]);
+    assert!(ok, "`commit a.txt` checked b.txt: {err}");
+    assert!(
+        err.contains("checking a.txt") && !err.contains("b.txt"),
+        "{err}"
+    );
+}
+
+#[test]
+fn jobs_with_files_run_only_for_matching_staged_files_and_hit_the_cache_again() {
+    let repo = lint_repo();
+    repo.write("notes.md", "BAD, but not a .txt\n");
+    repo.git(&["add", "notes.md"]);
+    let (ok, err) = commit(&repo, &["-m", "md only"]);
+    assert!(ok, "{err}");
+    assert!(!err.contains("lint"), "lint ran for a .md file: {err}");
+
+    repo.write("c.txt", "fine\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c"]);
+    assert!(ok && err.contains("lint: passed"), "{err}");
+    // The same staged content again: a cache hit, the linter does not rerun.
+    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+    let (ok, err) = commit(&repo, &["-m", "c again"]);
+    assert!(ok && err.contains("lint: cached"), "{err}");
+}
+
+const FIX: &str = r#"
+[jobs.squeeze]
+on = ["pre-commit"]
+files = ["*.txt"]
+fix = true
+run = "sed -i 's/  */ /g' {files}"
+"#;
+
+#[test]
+fn a_fixer_fixes_index_and_working_tree_and_keeps_unstaged_edits() {
+    let repo = TestRepo::with_pipeline(FIX);
+    repo.write("a.txt", "one\ntwo\nthree\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("a.txt", "one   spaced\ntwo\nthree\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "one   spaced\ntwo\nthree, edited later\n");
+    let (ok, err) = commit(&repo, &["-m", "fixed"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("fixed a.txt"), "{err}");
+    assert_eq!(
+        repo.git(&["show", "HEAD:a.txt"]),
+        "one spaced\ntwo\nthree\n"
+    );
+    assert_eq!(repo.read("a.txt"), "one spaced\ntwo\nthree, edited later\n");
+}
+
+#[test]
+fn a_fix_that_conflicts_with_unstaged_edits_touches_nothing() {
+    let repo = TestRepo::with_pipeline(FIX);
+    repo.write("a.txt", "x\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("a.txt", "p   q\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("a.txt", "p   q  r\n");
+    let before = state(&repo);
+    let (ok, err) = commit(&repo, &["-m", "conflict"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("conflict with unstaged edits"), "{err}");
+    assert!(
+        err.contains("-p   q") && err.contains("+p q"),
+        "the diff is shown: {err}"
+    );
+    assert_eq!(state(&repo), before);
+}
+
+#[test]
+fn a_job_running_git_in_its_snapshot_cannot_touch_the_users_index() {
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.sneaky]
+on = ["pre-commit"]
+run = "git add -A 2>/dev/null; git rm -q --cached a.txt 2>/dev/null; true"
+"#,
+    );
+    repo.write("a.txt", "a\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("a.txt", "staged\n");
+    repo.git(&["add", "a.txt"]);
+    repo.write("b.txt", "untracked\n");
+    let before = state(&repo);
+    let (ok, err) = commit(&repo, &["-m", "x"]);
+    assert!(ok, "{err}");
+    assert_eq!(repo.git(&["show", "HEAD:a.txt"]), "staged\n");
+    assert_eq!(repo.git(&["ls-files"]), ".pipeline.toml\na.txt\n");
+    assert_eq!(state(&repo).2, before.2);
+}
+
+#[test]
+fn the_first_commit_of_an_empty_repository_is_checked() {
+    let repo = TestRepo::with_pipeline(LINT);
+    install(&repo);
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["add", "-A"]);
+    let (ok, err) = commit(&repo, &["-m", "first"]);
+    assert!(!ok, "{err}");
+    repo.write("a.txt", "good\n");
+    repo.git(&["add", "-A"]);
+    let (ok, err) = commit(&repo, &["-m", "first"]);
+    assert!(ok, "{err}");
+}
+
+fn bare_remote(repo: &TestRepo) -> tempfile::TempDir {
+    let remote = tempfile::TempDir::new().unwrap();
+    repo.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &remote.path().display().to_string(),
+    ]);
+    repo.git(&[
+        "remote",
+        "add",
+        "origin",
+        &remote.path().display().to_string(),
+    ]);
+    remote
+}
+
+fn push(repo: &TestRepo, args: &[&str]) -> (bool, String) {
+    let mut cmd = std::process::Command::new("git");
+    repo.hermetic(&mut cmd);
+    let out = cmd.arg("push").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn pre_push_checks_the_pushed_commit_and_blocks_a_failure() {
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.check]
+on = ["pre-push"]
+run = "! grep -rl BAD --include=*.txt . && [ ! -e only-untracked.txt ]"
+"#,
+    );
+    repo.write("a.txt", "good\n");
+    repo.commit_all("init");
+    install(&repo);
+    let remote = bare_remote(&repo);
+    // An untracked file is not part of what is pushed, so the job does not see it.
+    repo.write("only-untracked.txt", "BAD\n");
+    let (ok, err) = push(&repo, &["-q", "origin", "main"]);
+    assert!(ok, "{err}");
+
+    repo.write("a.txt", "BAD\n");
+    repo.git(&["commit", "-q", "--no-verify", "-am", "bad"]);
+    let (ok, err) = push(&repo, &["-q", "origin", "main"]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("check: failed"), "{err}");
+    let remote_head = std::process::Command::new("git")
+        .args([
+            "--git-dir",
+            &remote.path().display().to_string(),
+            "rev-parse",
+            "main",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&remote_head.stdout).trim(),
+        repo.git(&["rev-parse", "HEAD~1"]).trim()
+    );
+}
+
+const MERGE: &str = r#"
+[jobs.deploy-ish]
+on = ["merge"]
+run = "echo merged-run >> $HOME/merge-runs"
+"#;
+
+#[test]
+fn a_merge_into_main_runs_the_merge_jobs_once_and_a_plain_commit_does_not() {
+    let repo = TestRepo::with_pipeline(MERGE);
+    repo.write("a.txt", "a\n");
+    repo.commit_all("init");
+    install(&repo);
+    let runs = || {
+        repo.weir(&["log"])
+            .stdout()
+            .lines()
+            .filter(|l| l.contains("merge"))
+            .count()
+    };
+    repo.write("b.txt", "b\n");
+    repo.git(&["add", "b.txt"]);
+    commit(&repo, &["-q", "-m", "plain commit on main"]);
+    assert_eq!(runs(), 0);
+
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.write("c.txt", "c\n");
+    repo.commit_all("feature");
+    repo.git(&["checkout", "-q", "main"]);
+    repo.write("d.txt", "d\n");
+    repo.commit_all("diverge");
+    repo.git(&["merge", "-q", "--no-edit", "feature"]);
+    assert_eq!(runs(), 1, "{}", repo.weir(&["log"]).stdout());
+
+    // Merging into another branch runs nothing.
+    repo.git(&["checkout", "-q", "feature"]);
+    repo.git(&["merge", "-q", "--no-edit", "main"]);
+    assert_eq!(runs(), 1);
+}
