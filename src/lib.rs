@@ -14,3 +14,4 @@ pub mod graph;
 pub mod key;
 pub mod report;
 pub mod store;
+pub mod trigger;
