@@ -3,4 +3,5 @@
 //! on this machine until its exact content has been reviewed.
 
 mod atomic;
+pub mod install;
 pub mod trust;
