@@ -4,6 +4,7 @@ mod cache;
 mod commands;
 mod common;
 mod config_errors;
+mod install;
 mod process;
 mod records;
 mod run;
