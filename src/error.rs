@@ -1,6 +1,6 @@
 //! The top-level error, how it maps to an exit code, and the exit codes themselves.
 
-use crate::{config, engine, git, graph, store, workspace};
+use crate::{config, engine, git, graph, store, trigger, workspace};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -29,6 +29,13 @@ pub enum Error {
     Engine(#[from] engine::Error),
     #[error(transparent)]
     Workspace(#[from] workspace::Error),
+    #[error(transparent)]
+    Install(#[from] trigger::install::Error),
+    #[error(transparent)]
+    Trust(#[from] trigger::trust::Error),
+    /// A hook refused to run a pipeline that is not trusted on this machine.
+    #[error(transparent)]
+    Untrusted(#[from] trigger::trust::Untrusted),
     #[error("{message}")]
     Usage {
         message: String,
@@ -48,11 +55,15 @@ impl Error {
             Error::Config(_) | Error::Graph(_) | Error::Usage { .. } => exit::USAGE,
             Error::Git(git::Error::NotARepository(_) | git::Error::Bare(_)) => exit::USAGE,
             Error::Store(store::Error::NotFound(_) | store::Error::Ambiguous { .. }) => exit::USAGE,
+            Error::Install(trigger::install::Error::Conflict { .. }) => exit::USAGE,
             Error::Git(_)
             | Error::Store(_)
             | Error::Cache(_)
             | Error::Engine(_)
             | Error::Workspace(_)
+            | Error::Install(_)
+            | Error::Trust(_)
+            | Error::Untrusted(_)
             | Error::Io { .. } => exit::FAILURE,
         }
     }
@@ -66,12 +77,16 @@ impl Error {
                 Some("weir runs inside a git repository; `git init` makes one".to_owned())
             }
             Error::Usage { hint, .. } => hint.clone(),
+            Error::Install(e) => e.hint(),
             // Config errors carry their hints in their own rendering.
             Error::Config(_)
             | Error::Git(_)
             | Error::Cache(_)
             | Error::Engine(_)
             | Error::Workspace(_)
+            | Error::Trust(_)
+            // Its message ends with what to do, so that no caller can forget to show it.
+            | Error::Untrusted(_)
             | Error::Io { .. } => None,
         }
     }

@@ -13,6 +13,7 @@ use crate::git::{Entry, Repo, StatCache};
 use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
+use crate::trigger::trust;
 use crate::workspace::Snapshot;
 
 use super::Context;
@@ -46,6 +47,22 @@ fn read_stdin() -> Result<String, Error> {
         .read_to_string(&mut input)
         .map_err(|e| Error::io("cannot read the hook's input", e))?;
     Ok(input)
+}
+
+/// The working tree's pipeline, if its exact bytes are trusted on this machine: a pipeline
+/// changed by a pull or checkout runs nothing until the user has reviewed it.
+fn trusted_pipeline(context: &Context) -> Result<Pipeline, Error> {
+    let pipeline = context.pipeline()?;
+    let bytes = std::fs::read(&pipeline.path)
+        .map_err(|e| Error::io(format!("cannot read {}", pipeline.path.display()), e))?;
+    let shown = pipeline
+        .path
+        .strip_prefix(context.repo.workdir())
+        .unwrap_or(&pipeline.path)
+        .display()
+        .to_string();
+    trust::check(&context.repo, &bytes, &shown)?;
+    Ok(pipeline)
 }
 
 /// The jobs of `event`, or `None` when the pipeline has none (the hook then does nothing).
@@ -89,7 +106,7 @@ fn execution(trigger: Event, workspace: Workspace) -> Execution {
 
 fn pre_commit() -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = context.pipeline()?;
+    let pipeline = trusted_pipeline(&context)?;
     let Some(all) = event_graph(&pipeline, Event::PreCommit)? else {
         return Ok(exit::SUCCESS);
     };
@@ -281,7 +298,7 @@ fn run_on_commit(
 
 fn pre_push(input: &str) -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = context.pipeline()?;
+    let pipeline = trusted_pipeline(&context)?;
     let Some(graph) = event_graph(&pipeline, Event::PrePush)? else {
         return Ok(exit::SUCCESS);
     };
@@ -322,7 +339,7 @@ fn first_merge_run(repo: &Repo, commit: &str) -> Result<bool, Error> {
 
 fn post_merge() -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = context.pipeline()?;
+    let pipeline = trusted_pipeline(&context)?;
     let repo = &context.repo;
     let default = pipeline
         .default_branch

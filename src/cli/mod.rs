@@ -5,9 +5,12 @@ mod explain;
 mod graph;
 mod hook;
 mod init;
+mod install;
 mod log;
 mod run;
 mod show;
+mod trust;
+mod uninstall;
 mod validate;
 
 use std::path::PathBuf;
@@ -51,6 +54,12 @@ enum Command {
     Log(log::Args),
     /// Show one run with its logs
     Show(show::Args),
+    /// Install weir's git hooks (keeping and chaining any already there) and trust the pipeline
+    Install(install::Args),
+    /// Remove weir's git hooks and put back the ones they chained
+    Uninstall(uninstall::Args),
+    /// Trust the current .pipeline.toml, so that hooks run it on this machine
+    Trust(trust::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -77,6 +86,9 @@ pub fn main() -> u8 {
         Command::Graph(args) => graph::run(args),
         Command::Log(args) => log::run(args),
         Command::Show(args) => show::run(args),
+        Command::Install(args) => install::run(args),
+        Command::Uninstall(args) => uninstall::run(args),
+        Command::Trust(args) => trust::run(args),
     };
     match result {
         Ok(code) => code,

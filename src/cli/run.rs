@@ -51,6 +51,10 @@ fn parse_event(name: &str) -> Result<Event, String> {
 pub fn run(args: Args) -> Result<u8, Error> {
     let context = super::Context::discover()?;
     let pipeline = context.pipeline()?;
+    // Asking for a run is trusting the pipeline as it is: hooks may run it from now on.
+    let bytes = std::fs::read(&pipeline.path)
+        .map_err(|e| Error::io(format!("cannot read {}", pipeline.path.display()), e))?;
+    crate::trigger::trust::trust(&context.repo, &bytes)?;
     let (selection, trigger) = match args.event {
         Some(event) => (Selection::Event(event), event),
         None if args.names.is_empty() => (Selection::AllButDeploy, Event::Manual),

@@ -3,21 +3,9 @@
 
 use crate::common::TestRepo;
 
-/// Writes hook shims that call this weir binary.
+/// `weir install`: the hooks, and trust in the pipeline as it is.
 fn install(repo: &TestRepo) {
-    for hook in ["pre-commit", "pre-push", "post-merge"] {
-        let path = repo.file(&format!(".git/hooks/{hook}"));
-        std::fs::write(
-            &path,
-            format!(
-                "#!/bin/sh\nexec '{}' hook {hook} \"$@\"\n",
-                env!("CARGO_BIN_EXE_weir")
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    repo.weir(&["install"]).expect_code(0);
 }
 
 /// `git commit` with hooks; returns (success, stderr).
@@ -330,4 +318,110 @@ fn a_merge_into_main_runs_the_merge_jobs_once_and_a_plain_commit_does_not() {
     repo.git(&["checkout", "-q", "feature"]);
     repo.git(&["merge", "-q", "--no-edit", "main"]);
     assert_eq!(runs(), 1);
+}
+
+#[test]
+fn a_pulled_pipeline_change_is_refused_until_trusted() {
+    let remote = tempfile::TempDir::new().unwrap();
+    let upstream = lint_repo();
+    upstream.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &remote.path().display().to_string(),
+    ]);
+    upstream.git(&[
+        "remote",
+        "add",
+        "origin",
+        &remote.path().display().to_string(),
+    ]);
+    upstream.git(&["push", "-q", "origin", "main"]);
+
+    let mine = TestRepo::new();
+    std::fs::remove_dir_all(mine.file(".git")).unwrap();
+    mine.git(&["clone", "-q", &remote.path().display().to_string(), "."]);
+    install(&mine);
+
+    upstream.write(
+        ".pipeline.toml",
+        format!("{LINT}\n[jobs.evil]\non = [\"pre-commit\"]\nrun = \"touch $HOME/pwned\"\n"),
+    );
+    upstream.git(&["commit", "-q", "--no-verify", "-am", "sneak a job in"]);
+    upstream.git(&["push", "-q", "--no-verify", "origin", "main"]);
+    mine.git(&["pull", "-q", "--no-rebase", "origin", "main"]);
+
+    mine.write("b.txt", "good\n");
+    mine.git(&["add", "b.txt"]);
+    let (ok, err) = commit(&mine, &["-m", "after pull"]);
+    assert!(!ok, "an untrusted pipeline ran: {err}");
+    assert!(err.contains("weir trust"), "{err}");
+    assert!(err.contains("+[jobs.evil]"), "the change is shown: {err}");
+    assert_eq!(mine.git(&["rev-list", "--count", "HEAD"]).trim(), "2");
+
+    mine.weir(&["trust"]).expect_code(0);
+    let (ok, err) = commit(&mine, &["-m", "after review"]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_server_runs_the_default_branch_pipeline_on_push_and_nothing_for_other_branches() {
+    let server = tempfile::TempDir::new().unwrap();
+    let bare = server.path().join("repo.git");
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.ship]
+on = ["merge"]
+run = "echo shipping $(cat version.txt)"
+"#,
+    );
+    repo.write("version.txt", "1.0\n");
+    repo.commit_all("init");
+    repo.git(&[
+        "init",
+        "-q",
+        "--bare",
+        "-b",
+        "main",
+        &bare.display().to_string(),
+    ]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("install")
+        .current_dir(&bare)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(bare.join("hooks/post-receive").exists());
+    repo.git(&["remote", "add", "origin", &bare.display().to_string()]);
+
+    let (ok, err) = push(&repo, &["origin", "main"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("remote:") && err.contains("shipping 1.0"),
+        "{err}"
+    );
+
+    repo.git(&["checkout", "-q", "-b", "topic"]);
+    repo.write("version.txt", "2.0-topic\n");
+    repo.commit_all("topic");
+    let (ok, err) = push(&repo, &["origin", "topic"]);
+    assert!(ok, "{err}");
+    assert!(
+        !err.contains("shipping"),
+        "a topic branch ran the pipeline: {err}"
+    );
+
+    // The same commit's merge pipeline runs once.
+    repo.git(&["checkout", "-q", "main"]);
+    repo.git(&["push", "-q", "origin", "main:refs/heads/main", "--force"]);
+    let (_, again) = push(&repo, &["origin", "main"]);
+    assert!(!again.contains("shipping"), "{again}");
 }

@@ -5,6 +5,7 @@ mod commands;
 mod common;
 mod config_errors;
 mod hooks;
+mod install;
 mod process;
 mod records;
 mod run;
