@@ -9,7 +9,7 @@ use crate::config::{self, Event, Pipeline};
 use crate::engine::{CacheOptions, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
-use crate::git::{Entry, Repo, StatCache};
+use crate::git::{Entry, Repo};
 use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
@@ -85,10 +85,7 @@ fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
 /// Syncs snapshot `name` to `entries`.
 fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<Snapshot, Error> {
     let snapshot = Snapshot::new(repo, name);
-    let stats = StatCache::load(repo);
-    snapshot.sync(repo, entries, &stats)?;
-    // Losing what the sync learnt only costs hashing again.
-    let _ = stats.save();
+    snapshot.sync(repo, entries)?;
     Ok(snapshot)
 }
 
@@ -111,12 +108,15 @@ fn pre_commit() -> Result<u8, Error> {
         return Ok(exit::SUCCESS);
     };
     let repo = &context.repo;
+    let clock = std::time::Instant::now();
     let index_file = env_vars::git_index_file();
     let staged = repo.staged(index_file.as_deref())?;
+    tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     let head = match repo.head()? {
         Some(commit) => repo.commit_files(commit)?,
         None => Vec::new(),
     };
+    tracing::debug!(elapsed = ?clock.elapsed(), "read HEAD's tree");
     let prefix = pipeline
         .root
         .strip_prefix(repo.workdir())
@@ -160,6 +160,7 @@ fn pre_commit() -> Result<u8, Error> {
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
     let snapshot = sync(repo, "pre-commit", &staged)?;
+    tracing::debug!(elapsed = ?clock.elapsed(), "synced the snapshot");
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let mut run = execution(
         Event::PreCommit,
@@ -170,7 +171,11 @@ fn pre_commit() -> Result<u8, Error> {
         },
     );
     run.files = files;
-    let (outcome, engine) = execute_with(&context, &pipeline, &graph, run)?;
+    let done = execute_with(&context, &pipeline, &graph, run)?;
+    if done.all_cached {
+        snapshot.mark_clean();
+    }
+    let (outcome, engine) = (done.outcome, done.engine);
     if outcome != RunOutcome::Passed {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
         return Ok(exit_code(outcome));
@@ -224,7 +229,8 @@ fn apply_fixes(
         let exists = target.exists();
         match result {
             Some(merged) => {
-                if exists {
+                let link = std::fs::symlink_metadata(&target).is_ok_and(|m| m.is_symlink());
+                if exists && !link {
                     worktree.push((target, file.mode, merged));
                 }
                 updates.push(Entry {
@@ -250,14 +256,60 @@ fn apply_fixes(
         return Ok(exit::FAILURE);
     }
     repo.update_index(index_file, &updates)?;
-    for (target, mode, bytes) in &worktree {
-        crate::store::cache::write_file(target, *mode, bytes)
+    if let Some(real) = partial_commit_index(repo, index_file) {
+        // `git commit FILE` commits from a temporary index but has already written the paths'
+        // unfixed content to the real one: give it the fix too, where it still holds the
+        // content the fixer started from.
+        let current = repo.staged(Some(&real))?;
+        let fixed: Vec<Entry> = updates
+            .iter()
+            .filter(|update| {
+                let before = staged.get(update.path.as_str()).map(|e| e.id);
+                current
+                    .iter()
+                    .any(|c| c.path == update.path && Some(c.id) == before)
+            })
+            .cloned()
+            .collect();
+        repo.update_index(Some(&real), &fixed)?;
+    }
+    for (target, _, bytes) in &worktree {
+        rewrite_keeping_mode(target, bytes)
             .map_err(|e| Error::io(format!("cannot write {}", target.display()), e))?;
     }
     for update in &updates {
         Output.err(&format!("weir: fixed {}", update.path));
     }
     Ok(exit::SUCCESS)
+}
+
+/// The real index, when git runs the hook on the temporary index of a partial commit
+/// (`git commit FILE`), which it names `next-index-*`; the real one is locked as `index.lock`.
+fn partial_commit_index(repo: &Repo, index_file: Option<&Path>) -> Option<PathBuf> {
+    let name = index_file?.file_name()?.to_string_lossy().into_owned();
+    if !name.starts_with("next-index") {
+        return None;
+    }
+    let locked = repo.git_dir().join("index.lock");
+    Some(if locked.exists() {
+        locked
+    } else {
+        repo.git_dir().join("index")
+    })
+}
+
+/// Replaces a working-tree file's content, keeping its permissions (an unstaged `chmod` or a
+/// private 0600 file stays as the user left it).
+fn rewrite_keeping_mode(target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let permissions = std::fs::metadata(target)?.permissions();
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = target.with_file_name(format!(".{name}.weir-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::set_permissions(&tmp, permissions))
+        .and_then(|()| std::fs::rename(&tmp, target))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }
 
 fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> String {

@@ -111,16 +111,25 @@ pub(super) fn execute(
     graph: &Graph,
     execution: Execution,
 ) -> Result<RunOutcome, Error> {
-    execute_with(context, pipeline, graph, execution).map(|(outcome, _)| outcome)
+    execute_with(context, pipeline, graph, execution).map(|done| done.outcome)
 }
 
-/// [`execute`], also handing back the engine.
+/// How a run ended, for callers that look further.
+pub(super) struct Done {
+    pub outcome: RunOutcome,
+    /// The engine, which knows what the jobs changed.
+    pub engine: Arc<Engine>,
+    /// Whether every job was restored from the cache: none ran.
+    pub all_cached: bool,
+}
+
+/// [`execute`], also handing back the engine and whether anything ran.
 pub(super) fn execute_with(
     context: &super::Context,
     pipeline: &Pipeline,
     graph: &Graph,
     execution: Execution,
-) -> Result<(RunOutcome, Arc<Engine>), Error> {
+) -> Result<Done, Error> {
     let Execution {
         trigger,
         workspace,
@@ -193,7 +202,12 @@ pub(super) fn execute_with(
         skipped: summary.count(JobStatus::Skipped),
         record,
     });
-    Ok((result.outcome, engine))
+    let all_cached = result.jobs.iter().all(|j| j.status == JobStatus::Cached);
+    Ok(Done {
+        outcome: result.outcome,
+        engine,
+        all_cached,
+    })
 }
 
 /// The scheduler's plan for `graph`, and the engine that keys and caches its jobs.

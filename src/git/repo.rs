@@ -127,6 +127,11 @@ impl Repo {
         }
     }
 
+    /// This working tree's git directory (per worktree: its index lives here).
+    pub fn git_dir(&self) -> &Path {
+        self.repo.git_dir()
+    }
+
     /// Whether the repository has no working tree.
     pub fn is_bare(&self) -> bool {
         self.repo.workdir().is_none()

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::git::{self, Entry, FileMode, Repo, StatCache};
+use crate::git::{self, Entry, FileMode, Repo};
 use crate::store::cache::{check_path, write_file};
 
-const HEADER: &str = "weir-snapshot 1";
+const HEADER: &str = "weir-snapshot 2";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,8 +25,11 @@ pub enum Error {
 pub struct Snapshot {
     /// The files, as in the tree.
     pub dir: PathBuf,
-    /// What weir last wrote there: `mode id path` per line.
+    /// What weir last wrote there: mode, id, stat data and path per line.
     state: PathBuf,
+    /// Present when no job has run in the directory since the last sync: its files are then
+    /// known to be as weir wrote them, and the next sync need not stat them.
+    clean: PathBuf,
 }
 
 /// What a sync did.
@@ -37,59 +40,102 @@ pub struct Synced {
     pub kept: usize,
 }
 
+/// What the state file knows of one file: the blob weir wrote and the stat data it had then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    mode: FileMode,
+    id: String,
+    stat: (u64, i64, i64, u64),
+}
+
+fn stat_of(meta: &fs::Metadata) -> (u64, i64, i64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+}
+
 impl Snapshot {
     pub fn new(repo: &Repo, name: &str) -> Snapshot {
         let base = repo.weir_dir().join("snapshots").join(name);
         Snapshot {
             dir: base.join("tree"),
             state: base.join("state"),
+            clean: base.join("clean"),
         }
     }
 
     /// Makes the directory hold exactly `entries`' content (files a job left elsewhere in it
     /// stay). A file is rewritten only if it is new, changed in the tree, or changed on disk
-    /// since weir wrote it.
-    pub fn sync(&self, repo: &Repo, entries: &[Entry], stats: &StatCache) -> Result<Synced, Error> {
+    /// since weir wrote it (by its stat data, as git's index tells).
+    pub fn sync(&self, repo: &Repo, entries: &[Entry]) -> Result<Synced, Error> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::Write(self.dir.clone(), e))?;
+        // Jobs may run in the directory after this sync: until told otherwise, it is not clean.
+        let clean = fs::remove_file(&self.clean).is_ok();
         let old = self.load();
+        let mut new = BTreeMap::new();
         let mut synced = Synced::default();
         for entry in entries {
+            let id = entry.id.to_string();
+            if clean
+                && let Some(was) = old.get(&entry.path)
+                && was.mode == entry.mode
+                && was.id == id
+            {
+                new.insert(entry.path.clone(), was.clone());
+                synced.kept += 1;
+                continue;
+            }
+            let abs = self.dir.join(&entry.path);
+            let meta = fs::symlink_metadata(&abs).ok();
+            if let (Some(was), Some(meta)) = (old.get(&entry.path), &meta)
+                && was.mode == entry.mode
+                && was.id == id
+                && was.stat == stat_of(meta)
+            {
+                new.insert(entry.path.clone(), was.clone());
+                synced.kept += 1;
+                continue;
+            }
             check_path(&entry.path).map_err(|reason| Error::Unsafe {
                 path: entry.path.clone(),
                 reason,
             })?;
-            let was = old.get(&entry.path);
-            if was == Some(&(entry.mode, entry.id.to_string()))
-                && stats
-                    .file_id(&self.dir, &entry.path)?
-                    .is_some_and(|f| f.mode == entry.mode && f.id == entry.id)
-            {
-                synced.kept += 1;
-                continue;
-            }
             let bytes = repo.read_blob(entry.id)?;
-            let abs = self.dir.join(&entry.path);
-            if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
+            if meta.is_some_and(|m| m.is_dir()) {
                 fs::remove_dir_all(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
             }
             write_file(&abs, entry.mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
-            stats.wrote(&self.dir, &entry.path, entry.mode, entry.id);
+            let meta = fs::symlink_metadata(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
+            new.insert(
+                entry.path.clone(),
+                Written {
+                    mode: entry.mode,
+                    id,
+                    stat: stat_of(&meta),
+                },
+            );
             synced.written += 1;
         }
-        let wanted: std::collections::BTreeSet<&str> =
-            entries.iter().map(|e| e.path.as_str()).collect();
-        for path in old.keys().filter(|p| !wanted.contains(p.as_str())) {
+        for path in old.keys().filter(|p| !new.contains_key(*p)) {
             let abs = self.dir.join(path);
             if fs::remove_file(&abs).is_ok() {
                 synced.removed += 1;
                 remove_empty_parents(&self.dir, &abs);
             }
         }
-        self.save(entries)?;
+        if synced.written > 0 || synced.removed > 0 || old.len() != new.len() {
+            self.save(&new)?;
+        }
         Ok(synced)
     }
 
-    fn load(&self) -> BTreeMap<String, (FileMode, String)> {
+    /// Records that the jobs run since the last sync left the directory as it was (they were all
+    /// restored from the cache).
+    pub fn mark_clean(&self) {
+        // Without the mark the next sync only stats every file.
+        let _ = fs::write(&self.clean, b"");
+    }
+
+    fn load(&self) -> BTreeMap<String, Written> {
         let Ok(text) = fs::read_to_string(&self.state) else {
             return BTreeMap::new();
         };
@@ -99,23 +145,29 @@ impl Snapshot {
         }
         lines
             .filter_map(|line| {
-                let mut parts = line.splitn(3, ' ');
+                let mut parts = line.splitn(7, ' ');
                 let mode = FileMode::from_octal(parts.next()?)?;
                 let id = parts.next()?.to_owned();
-                Some((parts.next()?.to_owned(), (mode, id)))
+                let size = parts.next()?.parse().ok()?;
+                let secs = parts.next()?.parse().ok()?;
+                let nanos = parts.next()?.parse().ok()?;
+                let ino = parts.next()?.parse().ok()?;
+                let path = parts.next()?.to_owned();
+                let stat = (size, secs, nanos, ino);
+                Some((path, Written { mode, id, stat }))
             })
             .collect()
     }
 
-    fn save(&self, entries: &[Entry]) -> Result<(), Error> {
+    fn save(&self, written: &BTreeMap<String, Written>) -> Result<(), Error> {
         let mut text = format!("{HEADER}\n");
-        for entry in entries {
-            if !entry.path.contains('\n') {
+        for (path, w) in written {
+            if !path.contains('\n') {
+                let (size, secs, nanos, ino) = w.stat;
                 text.push_str(&format!(
-                    "{} {} {}\n",
-                    entry.mode.as_octal(),
-                    entry.id,
-                    entry.path
+                    "{} {} {size} {secs} {nanos} {ino} {path}\n",
+                    w.mode.as_octal(),
+                    w.id
                 ));
             }
         }

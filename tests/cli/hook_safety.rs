@@ -783,8 +783,6 @@ fn mode_of(repo: &TestRepo, name: &str) -> String {
 }
 
 #[test]
-#[ignore = "weir bug: a fix rewrites the working-tree file with the staged mode and 0644/0755 bits, \
-            dropping an unstaged `chmod +x` and the file's own permissions"]
 fn a_fix_keeps_the_working_tree_files_mode() {
     let repo = TestRepo::with_pipeline(Outcome::Fix.pipeline());
     repo.write("a.txt", "q\n");
@@ -816,8 +814,6 @@ fn a_fix_keeps_the_working_tree_files_mode() {
 }
 
 #[test]
-#[ignore = "weir bug: with `git commit FILE` the fix goes into the commit and the working tree, \
-            but the real index keeps the unfixed content, so `git status` shows the fix reverted"]
 fn commit_file_with_a_fixer_leaves_the_index_as_committed() {
     let repo = TestRepo::with_pipeline(Outcome::Fix.pipeline());
     repo.write("a.txt", "q\n");
