@@ -30,6 +30,8 @@ pub struct Snapshot {
     /// Present when no job has run in the directory since the last sync: its files are then
     /// known to be as weir wrote them, and the next sync need not stat them.
     clean: PathBuf,
+    /// A hash of the entries last synced: the same tree, clean, needs no work at all.
+    digest: PathBuf,
 }
 
 /// What a sync did.
@@ -60,6 +62,7 @@ impl Snapshot {
             dir: base.join("tree"),
             state: base.join("state"),
             clean: base.join("clean"),
+            digest: base.join("digest"),
         }
     }
 
@@ -70,6 +73,14 @@ impl Snapshot {
         fs::create_dir_all(&self.dir).map_err(|e| Error::Write(self.dir.clone(), e))?;
         // Jobs may run in the directory after this sync: until told otherwise, it is not clean.
         let clean = fs::remove_file(&self.clean).is_ok();
+        let digest = digest(entries);
+        if clean && fs::read_to_string(&self.digest).is_ok_and(|d| d == digest) {
+            // The same tree as last time, and no job has run in it since.
+            return Ok(Synced {
+                kept: entries.len(),
+                ..Synced::default()
+            });
+        }
         let old = self.load();
         let mut new = BTreeMap::new();
         let mut synced = Synced::default();
@@ -125,6 +136,8 @@ impl Snapshot {
         if synced.written > 0 || synced.removed > 0 || old.len() != new.len() {
             self.save(&new)?;
         }
+        // Without the digest the next sync only compares entry by entry.
+        let _ = fs::write(&self.digest, digest);
         Ok(synced)
     }
 
@@ -178,6 +191,18 @@ impl Snapshot {
             .and_then(|()| fs::rename(&tmp, &self.state))
             .map_err(|e| Error::Write(self.state.clone(), e))
     }
+}
+
+/// A hash of a tree's entries (path, mode, blob id).
+fn digest(entries: &[Entry]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for entry in entries {
+        hasher.update(entry.path.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(entry.mode.as_octal().as_bytes());
+        hasher.update(entry.id.as_bytes());
+    }
+    hasher.finalize().to_hex().to_string()
 }
 
 /// Removes the directories above `file` that became empty, up to `root`.
