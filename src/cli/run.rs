@@ -119,7 +119,7 @@ pub(super) struct Done {
     pub outcome: RunOutcome,
     /// The engine, which knows what the jobs changed.
     pub engine: Arc<Engine>,
-    /// Whether every job was restored from the cache: none ran.
+    /// Whether every job was a cache hit that wrote nothing: the workspace is untouched.
     pub all_cached: bool,
 }
 
@@ -202,7 +202,11 @@ pub(super) fn execute_with(
         skipped: summary.count(JobStatus::Skipped),
         record,
     });
-    let all_cached = result.jobs.iter().all(|j| j.status == JobStatus::Cached);
+    // A hit that restored outputs wrote into the workspace: that is not leaving it untouched.
+    let all_cached = result
+        .jobs
+        .iter()
+        .all(|j| j.status == JobStatus::Cached && j.reason.is_none());
     Ok(Done {
         outcome: result.outcome,
         engine,
