@@ -46,7 +46,7 @@ pub struct Synced {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Written {
     mode: FileMode,
-    id: String,
+    id: gix::ObjectId,
     stat: (u64, i64, i64, u64),
 }
 
@@ -84,25 +84,37 @@ impl Snapshot {
         let old = self.load();
         let mut new = BTreeMap::new();
         let mut synced = Synced::default();
-        for entry in entries {
-            let id = entry.id.to_string();
-            if clean
-                && let Some(was) = old.get(&entry.path)
-                && was.mode == entry.mode
-                && was.id == id
-            {
-                new.insert(entry.path.clone(), was.clone());
-                synced.kept += 1;
-                continue;
+        // Which files are as weir left them: one lstat each, spread over the cores, since
+        // this is most of a hook's cost in a large repository.
+        let intact = |entry: &Entry| -> Option<Written> {
+            let was = old.get(&entry.path)?;
+            if was.mode != entry.mode || was.id != entry.id {
+                return None;
             }
-            let abs = self.dir.join(&entry.path);
-            let meta = fs::symlink_metadata(&abs).ok();
-            if let (Some(was), Some(meta)) = (old.get(&entry.path), &meta)
-                && was.mode == entry.mode
-                && was.id == id
-                && was.stat == stat_of(meta)
-            {
-                new.insert(entry.path.clone(), was.clone());
+            if clean {
+                return Some(was.clone());
+            }
+            let meta = fs::symlink_metadata(self.dir.join(&entry.path)).ok()?;
+            (was.stat == stat_of(&meta)).then(|| was.clone())
+        };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let chunk = entries.len().div_ceil(threads).max(256);
+        let checked: Vec<Option<Written>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = entries
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(intact).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for (entry, known) in entries
+            .iter()
+            .zip(checked.into_iter().chain(std::iter::repeat(None)))
+        {
+            if let Some(known) = known {
+                new.insert(entry.path.clone(), known);
                 synced.kept += 1;
                 continue;
             }
@@ -110,8 +122,9 @@ impl Snapshot {
                 path: entry.path.clone(),
                 reason,
             })?;
+            let abs = self.dir.join(&entry.path);
             let bytes = repo.read_blob(entry.id)?;
-            if meta.is_some_and(|m| m.is_dir()) {
+            if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
                 fs::remove_dir_all(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
             }
             write_file(&abs, entry.mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
@@ -120,7 +133,7 @@ impl Snapshot {
                 entry.path.clone(),
                 Written {
                     mode: entry.mode,
-                    id,
+                    id: entry.id,
                     stat: stat_of(&meta),
                 },
             );
@@ -160,7 +173,7 @@ impl Snapshot {
             .filter_map(|line| {
                 let mut parts = line.splitn(7, ' ');
                 let mode = FileMode::from_octal(parts.next()?)?;
-                let id = parts.next()?.to_owned();
+                let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
                 let size = parts.next()?.parse().ok()?;
                 let secs = parts.next()?.parse().ok()?;
                 let nanos = parts.next()?.parse().ok()?;
