@@ -373,7 +373,7 @@ fn pre_push(input: &str) -> Result<u8, Error> {
 }
 
 /// Whether the merge pipeline already ran for `commit`; marks it as run.
-fn first_merge_run(repo: &Repo, commit: &str) -> Result<bool, Error> {
+pub(super) fn first_merge_run(repo: &Repo, commit: &str) -> Result<bool, Error> {
     let dir = repo.weir_dir().join("merged");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;

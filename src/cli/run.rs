@@ -30,6 +30,9 @@ pub struct Args {
     /// After a failure, finish the jobs that do not depend on it
     #[arg(long)]
     keep_going: bool,
+    /// With `--event merge`: run even if the merge jobs already ran for this commit
+    #[arg(long, requires = "event")]
+    force: bool,
     /// Run every job even if a result for its key is stored (the new result is stored)
     #[arg(long)]
     no_cache: bool,
@@ -61,6 +64,16 @@ pub fn run(args: Args) -> Result<u8, Error> {
         None => (Selection::Named(args.names.clone()), Event::Manual),
     };
     let graph = Graph::select(&pipeline, &selection)?;
+    if trigger == Event::Merge
+        && let Some(commit) = context.repo.head()?
+        && !super::hook::first_merge_run(&context.repo, &commit.to_string())?
+        && !args.force
+    {
+        Output.err(&format!(
+            "the merge jobs already ran for {commit}; `weir run --event merge --force` runs them again"
+        ));
+        return Ok(exit::SUCCESS);
+    }
     let outcome = execute(
         &context,
         &pipeline,

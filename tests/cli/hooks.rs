@@ -314,10 +314,20 @@ fn a_merge_into_main_runs_the_merge_jobs_once_and_a_plain_commit_does_not() {
     repo.git(&["merge", "-q", "--no-edit", "feature"]);
     assert_eq!(runs(), 1, "{}", repo.weir(&["log"]).stdout());
 
+    // By hand, the same commit's merge jobs run again only when forced.
+    let again = repo.weir(&["run", "--event", "merge"]);
+    again.expect_code(0);
+    assert!(again.stderr().contains("already ran"), "{}", again.stderr());
+    assert_eq!(runs(), 1);
+    repo.weir(&["run", "--event", "merge", "--force"])
+        .expect_code(0);
+    assert_eq!(runs(), 2);
+    repo.weir(&["run", "--force"]).expect_code(2);
+
     // Merging into another branch runs nothing.
     repo.git(&["checkout", "-q", "feature"]);
     repo.git(&["merge", "-q", "--no-edit", "main"]);
-    assert_eq!(runs(), 1);
+    assert_eq!(runs(), 2);
 }
 
 #[test]
