@@ -53,13 +53,6 @@ impl CappedLog {
         self.tail.extend(bytes);
     }
 
-    /// The last `max` bytes of the log, as text.
-    pub fn tail_text(&self, max: usize) -> String {
-        let bytes = self.to_bytes();
-        let start = bytes.len().saturating_sub(max);
-        String::from_utf8_lossy(&bytes[start..]).into_owned()
-    }
-
     /// The whole kept log, with a marker where bytes were cut.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + 64);
