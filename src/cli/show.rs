@@ -28,7 +28,14 @@ pub fn run(args: Args) -> Result<u8, Error> {
             .ok_or_else(|| StoreError::NotFound("the latest run".to_owned()))?,
     };
     if args.json {
-        Output.out(&serde_json::to_string_pretty(&summary).unwrap_or_default());
+        let text = match &args.job {
+            Some(name) => match summary.jobs.iter().find(|j| &j.name == name) {
+                Some(job) => serde_json::to_string_pretty(job),
+                None => return Err(no_such_job(&summary, name)),
+            },
+            None => serde_json::to_string_pretty(&summary),
+        };
+        Output.out(&text.unwrap_or_default());
         return Ok(exit::SUCCESS);
     }
     if args.job.is_none() {
@@ -61,18 +68,15 @@ pub fn run(args: Args) -> Result<u8, Error> {
         }
     }
     if let (Some(name), false) = (&args.job, shown) {
-        return Err(Error::Usage {
-            message: format!("run {} has no job `{name}`", summary.id),
-            hint: Some(format!(
-                "its jobs: {}",
-                summary
-                    .jobs
-                    .iter()
-                    .map(|j| j.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        });
+        return Err(no_such_job(&summary, name));
     }
     Ok(exit::SUCCESS)
+}
+
+fn no_such_job(summary: &crate::store::RunSummary, name: &str) -> Error {
+    let jobs: Vec<&str> = summary.jobs.iter().map(|j| j.name.as_str()).collect();
+    Error::Usage {
+        message: format!("run {} has no job `{name}`", summary.id),
+        hint: Some(format!("its jobs: {}", jobs.join(", "))),
+    }
 }

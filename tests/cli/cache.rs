@@ -354,31 +354,10 @@ fn hostile_entries_are_refused_and_the_job_runs_instead() {
     }
 }
 
-fn clone_of(remote: &std::path::Path) -> TestRepo {
-    let repo = TestRepo::new();
-    std::fs::remove_dir_all(repo.file(".git")).unwrap();
-    repo.git(&["clone", "-q", &remote.display().to_string(), "."]);
-    repo
-}
-
 #[test]
 fn the_cache_travels_through_a_bare_remote() {
-    let remote = tempfile::TempDir::new().unwrap();
     let origin = build_repo();
-    origin.git(&[
-        "init",
-        "-q",
-        "--bare",
-        "-b",
-        "main",
-        &remote.path().display().to_string(),
-    ]);
-    origin.git(&[
-        "remote",
-        "add",
-        "origin",
-        &remote.path().display().to_string(),
-    ]);
+    let remote = origin.bare_origin();
     origin.git(&["push", "-q", "origin", "main"]);
     origin.weir(&["run"]).expect_code(0);
     let push = origin.weir(&["cache", "push"]);
@@ -389,7 +368,7 @@ fn the_cache_travels_through_a_bare_remote() {
         push.stderr()
     );
 
-    let clone = clone_of(remote.path());
+    let clone = TestRepo::clone_of(remote.path());
     let pull = clone.weir(&["cache", "pull"]);
     pull.expect_code(0);
     assert!(
@@ -410,30 +389,16 @@ fn the_cache_travels_through_a_bare_remote() {
 
 #[test]
 fn on_miss_pull_fetches_just_the_missing_key() {
-    let remote = tempfile::TempDir::new().unwrap();
     let pipeline = format!("[cache]\npull = \"on-miss\"\n{BUILD}");
     let origin = build_repo();
     origin.write(".pipeline.toml", &pipeline);
     origin.commit_all("on-miss");
-    origin.git(&[
-        "init",
-        "-q",
-        "--bare",
-        "-b",
-        "main",
-        &remote.path().display().to_string(),
-    ]);
-    origin.git(&[
-        "remote",
-        "add",
-        "origin",
-        &remote.path().display().to_string(),
-    ]);
+    let remote = origin.bare_origin();
     origin.git(&["push", "-q", "origin", "main"]);
     origin.weir(&["run"]).expect_code(0);
     origin.weir(&["cache", "push"]).expect_code(0);
 
-    let clone = clone_of(remote.path());
+    let clone = TestRepo::clone_of(remote.path());
     let run = clone.weir(&["run", "build"]);
     run.expect_code(0);
     assert!(run.stderr().contains("build: cached"), "{}", run.stderr());

@@ -109,6 +109,23 @@ impl TestRepo {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// A new bare repository (branch `main`) added as this repository's `origin`.
+    pub fn bare_origin(&self) -> TempDir {
+        let remote = TempDir::new().expect("temp dir");
+        let path = remote.path().display().to_string();
+        self.git(&["init", "-q", "--bare", "-b", "main", &path]);
+        self.git(&["remote", "add", "origin", &path]);
+        remote
+    }
+
+    /// A clone of `remote` in a new temp dir.
+    pub fn clone_of(remote: &Path) -> TestRepo {
+        let repo = TestRepo::new();
+        std::fs::remove_dir_all(repo.file(".git")).expect("remove .git");
+        repo.git(&["clone", "-q", &remote.display().to_string(), "."]);
+        repo
+    }
+
     /// `weir ARGS` in the repository root, not yet started.
     pub fn weir_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));

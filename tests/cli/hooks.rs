@@ -214,25 +214,6 @@ fn the_first_commit_of_an_empty_repository_is_checked() {
     assert!(ok, "{err}");
 }
 
-fn bare_remote(repo: &TestRepo) -> tempfile::TempDir {
-    let remote = tempfile::TempDir::new().unwrap();
-    repo.git(&[
-        "init",
-        "-q",
-        "--bare",
-        "-b",
-        "main",
-        &remote.path().display().to_string(),
-    ]);
-    repo.git(&[
-        "remote",
-        "add",
-        "origin",
-        &remote.path().display().to_string(),
-    ]);
-    remote
-}
-
 fn push(repo: &TestRepo, args: &[&str]) -> (bool, String) {
     let mut cmd = std::process::Command::new("git");
     repo.hermetic(&mut cmd);
@@ -255,7 +236,7 @@ run = "! grep -rl BAD --include=*.txt . && [ ! -e only-untracked.txt ]"
     repo.write("a.txt", "good\n");
     repo.commit_all("init");
     install(&repo);
-    let remote = bare_remote(&repo);
+    let remote = repo.bare_origin();
     // An untracked file is not part of what is pushed, so the job does not see it.
     repo.write("only-untracked.txt", "BAD\n");
     let (ok, err) = push(&repo, &["-q", "origin", "main"]);
@@ -332,22 +313,8 @@ fn a_merge_into_main_runs_the_merge_jobs_once_and_a_plain_commit_does_not() {
 
 #[test]
 fn a_pulled_pipeline_change_is_refused_until_trusted() {
-    let remote = tempfile::TempDir::new().unwrap();
     let upstream = lint_repo();
-    upstream.git(&[
-        "init",
-        "-q",
-        "--bare",
-        "-b",
-        "main",
-        &remote.path().display().to_string(),
-    ]);
-    upstream.git(&[
-        "remote",
-        "add",
-        "origin",
-        &remote.path().display().to_string(),
-    ]);
+    let remote = upstream.bare_origin();
     upstream.git(&["push", "-q", "origin", "main"]);
 
     let mine = TestRepo::new();
