@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::config::{CachePull, Job, Pipeline};
@@ -77,7 +77,8 @@ pub struct Engine {
     /// The remote to fetch a missing key from, when `[cache] pull = "on-miss"`.
     pull_from: Option<String>,
     /// Content ids of outputs, trusted while their stat data is unchanged.
-    stats: StatCache,
+    /// Loaded on first use: a run whose jobs have no outputs never needs it.
+    stats: OnceLock<StatCache>,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
     manifests: Mutex<Vec<Option<String>>>,
@@ -151,7 +152,6 @@ impl Engine {
                 (IndexSnapshot::synced(&dir, &entries), root)
             }
         };
-        let stats = StatCache::load(&repo);
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
             pipeline
                 .cache
@@ -164,11 +164,15 @@ impl Engine {
             root,
             index,
             manifests: Mutex::new(vec![None; jobs.len()]),
-            stats,
+            stats: OnceLock::new(),
             jobs,
             options,
             pull_from,
         })
+    }
+
+    fn stats(&self) -> &StatCache {
+        self.stats.get_or_init(|| StatCache::load(&self.repo()))
     }
 
     fn repo(&self) -> Repo {
@@ -323,7 +327,7 @@ impl Keys for Engine {
         {
             let repo = self.repo();
             let restored =
-                Cache::new(&repo).restore(&spec.name, &key, commit, &self.root, &self.stats);
+                Cache::new(&repo).restore(&spec.name, &key, commit, &self.root, self.stats());
             match restored {
                 Ok(restored) => {
                     return Ok(Before::Hit {
@@ -371,7 +375,7 @@ impl Keys for Engine {
         let mut files = Vec::with_capacity(paths.len());
         for path in &paths {
             if let Some(file) = self
-                .stats
+                .stats()
                 .file_id(&self.root, path)
                 .map_err(|e| e.to_string())?
             {
@@ -404,7 +408,7 @@ impl Engine {
     pub fn changed_files(&self) -> Result<Vec<crate::git::FileId>, crate::git::Error> {
         let mut changed = Vec::new();
         for (path, (mode, id)) in self.index.known() {
-            match self.stats.file_id(&self.root_of_index(), path)? {
+            match self.stats().file_id(&self.root_of_index(), path)? {
                 Some(now) if now.mode == mode && now.id == id => {}
                 Some(now) => changed.push(now),
                 // A deleted file is not a fix weir applies.
@@ -420,7 +424,9 @@ impl Engine {
 
     /// Saves what the run learnt about files' content ids; losing it only costs hashing again.
     pub fn finish(&self) {
-        if let Err(err) = self.stats.save() {
+        if let Some(stats) = self.stats.get()
+            && let Err(err) = stats.save()
+        {
             tracing::debug!(%err, "could not save the stat cache");
         }
     }

@@ -112,26 +112,14 @@ fn pre_commit() -> Result<u8, Error> {
     let index_file = env_vars::git_index_file();
     let staged = repo.staged(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
-    let head = match repo.head()? {
-        Some(commit) => repo.commit_files(commit)?,
-        None => Vec::new(),
+    // What the commit changes is needed only to select jobs by `files`.
+    let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
+    let changed = if wants_files {
+        staged_changes(repo, &staged, &pipeline)?
+    } else {
+        Vec::new()
     };
-    tracing::debug!(elapsed = ?clock.elapsed(), "read HEAD's tree");
-    let prefix = pipeline
-        .root
-        .strip_prefix(repo.workdir())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let changed: Vec<String> = hooks::changed(&staged, &head)
-        .into_iter()
-        .filter_map(|path| {
-            if prefix.is_empty() {
-                Some(path)
-            } else {
-                path.strip_prefix(&format!("{prefix}/")).map(str::to_owned)
-            }
-        })
-        .collect();
+    tracing::debug!(elapsed = ?clock.elapsed(), "found the staged changes");
 
     // A job with `files` runs only when a staged file matches.
     let mut files = BTreeMap::new();
@@ -192,6 +180,33 @@ fn pre_commit() -> Result<u8, Error> {
         &snapshot.dir,
         &changed,
     )
+}
+
+/// The staged paths that differ from HEAD (deletions left out), relative to the pipeline root.
+fn staged_changes(
+    repo: &Repo,
+    staged: &[Entry],
+    pipeline: &Pipeline,
+) -> Result<Vec<String>, Error> {
+    let head = match repo.head()? {
+        Some(commit) => repo.commit_files(commit)?,
+        None => Vec::new(),
+    };
+    let prefix = pipeline
+        .root
+        .strip_prefix(repo.workdir())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(hooks::changed(staged, &head)
+        .into_iter()
+        .filter_map(|path| {
+            if prefix.is_empty() {
+                Some(path)
+            } else {
+                path.strip_prefix(&format!("{prefix}/")).map(str::to_owned)
+            }
+        })
+        .collect())
 }
 
 /// Applies what fixers changed in the snapshot to the index and the working tree, when every
