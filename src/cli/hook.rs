@@ -110,12 +110,12 @@ fn pre_commit() -> Result<u8, Error> {
     let repo = &context.repo;
     let clock = std::time::Instant::now();
     let index_file = env_vars::git_index_file();
-    let staged = repo.staged(index_file.as_deref())?;
+    let (staged, trees) = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     // What the commit changes is needed only to select jobs by `files`.
     let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
     let changed = if wants_files {
-        staged_changes(repo, &staged, &pipeline)?
+        staged_changes(repo, &staged, &trees, &pipeline)?
     } else {
         Vec::new()
     };
@@ -186,18 +186,16 @@ fn pre_commit() -> Result<u8, Error> {
 fn staged_changes(
     repo: &Repo,
     staged: &[Entry],
+    trees: &BTreeMap<String, gix::ObjectId>,
     pipeline: &Pipeline,
 ) -> Result<Vec<String>, Error> {
-    let head = match repo.head()? {
-        Some(commit) => repo.commit_files(commit)?,
-        None => Vec::new(),
-    };
+    let changed = repo.staged_changes(staged, trees, repo.head()?)?;
     let prefix = pipeline
         .root
         .strip_prefix(repo.workdir())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(hooks::changed(staged, &head)
+    Ok(changed
         .into_iter()
         .filter_map(|path| {
             if prefix.is_empty() {

@@ -2,6 +2,7 @@
 //! writing fixes back to the index. Everything here reads exactly what git would commit, push or
 //! merge, never the working tree.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,13 +27,22 @@ impl Repo {
     /// hook, which is a temporary index during `git commit -a` or `git commit FILE`), else the
     /// repository's index. Intent-to-add entries stage no content and are left out.
     pub fn staged(&self, index_file: Option<&Path>) -> Result<Vec<Entry>, Error> {
+        Ok(self.staged_with_trees(index_file)?.0)
+    }
+
+    /// [`Repo::staged`], with the index's cache-tree: the tree id of every directory the index
+    /// knows to be unchanged since it last wrote a tree (keyed by path, `""` for the root).
+    pub fn staged_with_trees(
+        &self,
+        index_file: Option<&Path>,
+    ) -> Result<(Vec<Entry>, BTreeMap<String, ObjectId>), Error> {
         let path = match index_file {
             Some(path) if path.is_absolute() => path.to_path_buf(),
             Some(path) => self.workdir().join(path),
             None => self.gix().index_path(),
         };
         if !path.exists() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), BTreeMap::new()));
         }
         let index =
             gix::index::File::at(&path, self.gix().object_hash(), false, Default::default())
@@ -57,7 +67,63 @@ impl Repo {
                 id: entry.id,
             });
         }
-        Ok(entries)
+        let mut trees = BTreeMap::new();
+        if let Some(root) = index.tree() {
+            valid_trees(root, "", &mut trees);
+        }
+        Ok((entries, trees))
+    }
+
+    /// The staged paths that differ from `head`'s tree (deletions left out). Directories whose
+    /// cache-tree id equals HEAD's are skipped without reading them, as `git diff --cached` does.
+    pub fn staged_changes(
+        &self,
+        staged: &[Entry],
+        trees: &BTreeMap<String, ObjectId>,
+        head: Option<ObjectId>,
+    ) -> Result<Vec<String>, Error> {
+        let Some(head) = head else {
+            return Ok(staged.iter().map(|e| e.path.clone()).collect());
+        };
+        let mut known = BTreeMap::new();
+        let mut same_dirs = Vec::new();
+        let root = self.gix().find_commit(head)?.tree_id()?.detach();
+        let mut stack = vec![(root, String::new())];
+        while let Some((id, dir)) = stack.pop() {
+            if trees.get(&dir) == Some(&id) {
+                same_dirs.push(dir);
+                continue;
+            }
+            let tree = self.gix().find_tree(id)?;
+            for entry in tree.decode()?.entries {
+                let name = entry.filename.to_str_lossy();
+                let path = if dir.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                if entry.mode.is_tree() {
+                    stack.push((entry.oid.to_owned(), path));
+                } else {
+                    known.insert(path, (u32::from(entry.mode.value()), entry.oid.to_owned()));
+                }
+            }
+        }
+        let unchanged_dir = |path: &str| {
+            same_dirs
+                .iter()
+                .any(|d| d.is_empty() || path.starts_with(&format!("{d}/")))
+        };
+        Ok(staged
+            .iter()
+            .filter(|e| {
+                !unchanged_dir(&e.path)
+                    && known.get(&e.path).is_none_or(|(mode, id)| {
+                        *id != e.id || FileMode::from_octal(&format!("{mode:o}")) != Some(e.mode)
+                    })
+            })
+            .map(|e| e.path.clone())
+            .collect())
     }
 
     /// The files of `commit`'s tree (submodules left out).
@@ -184,6 +250,26 @@ impl Repo {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             }),
         }
+    }
+}
+
+/// Collects the valid directories of a cache-tree, by path.
+fn valid_trees(
+    tree: &gix::index::extension::Tree,
+    dir: &str,
+    out: &mut BTreeMap<String, ObjectId>,
+) {
+    if tree.num_entries.is_some() {
+        out.insert(dir.to_owned(), tree.id);
+    }
+    for child in &tree.children {
+        let name = child.name.to_str_lossy();
+        let path = if dir.is_empty() {
+            name.into_owned()
+        } else {
+            format!("{dir}/{name}")
+        };
+        valid_trees(child, &path, out);
     }
 }
 

@@ -1,11 +1,7 @@
 //! What git hooks hand weir, and what weir hands back: the refs a push updates, the staged files
 //! a job is selected for, `{files}` expansion, and applying a fixer's changes.
 
-use std::collections::BTreeMap;
-
 use globset::{GlobBuilder, GlobSetBuilder};
-
-use crate::git::Entry;
 
 /// The all-zero id git uses for "no commit" (a created or deleted ref).
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -49,21 +45,6 @@ pub fn parse_post_receive(input: &str) -> Vec<RefUpdate> {
                 new: (*new != ZERO).then(|| (*new).to_owned()),
             })
         })
-        .collect()
-}
-
-/// Paths (staged in `index`) that differ from `head`: what a commit would change, deletions
-/// left out.
-pub fn changed(index: &[Entry], head: &[Entry]) -> Vec<String> {
-    let before: BTreeMap<&str, &Entry> = head.iter().map(|e| (e.path.as_str(), e)).collect();
-    index
-        .iter()
-        .filter(|e| {
-            before
-                .get(e.path.as_str())
-                .is_none_or(|old| old.id != e.id || old.mode != e.mode)
-        })
-        .map(|e| e.path.clone())
         .collect()
 }
 
