@@ -91,7 +91,11 @@ impl Repo {
         let mut stack = vec![(root, String::new())];
         while let Some((id, dir)) = stack.pop() {
             if trees.get(&dir) == Some(&id) {
-                same_dirs.push(dir);
+                if dir.is_empty() {
+                    // The whole index matches HEAD.
+                    return Ok(Vec::new());
+                }
+                same_dirs.push(format!("{dir}/"));
                 continue;
             }
             let tree = self.gix().find_tree(id)?;
@@ -105,22 +109,24 @@ impl Repo {
                 if entry.mode.is_tree() {
                     stack.push((entry.oid.to_owned(), path));
                 } else {
-                    known.insert(path, (u32::from(entry.mode.value()), entry.oid.to_owned()));
+                    let mode = match entry.mode.value() {
+                        0o100755 => Some(FileMode::Executable),
+                        0o120000 => Some(FileMode::Symlink),
+                        0o100644 => Some(FileMode::Regular),
+                        _ => None,
+                    };
+                    known.insert(path, (mode, entry.oid.to_owned()));
                 }
             }
         }
-        let unchanged_dir = |path: &str| {
-            same_dirs
-                .iter()
-                .any(|d| d.is_empty() || path.starts_with(&format!("{d}/")))
-        };
+        let unchanged_dir = |path: &str| same_dirs.iter().any(|d| path.starts_with(d.as_str()));
         Ok(staged
             .iter()
             .filter(|e| {
-                !unchanged_dir(&e.path)
-                    && known.get(&e.path).is_none_or(|(mode, id)| {
-                        *id != e.id || FileMode::from_octal(&format!("{mode:o}")) != Some(e.mode)
-                    })
+                known
+                    .get(&e.path)
+                    .is_none_or(|(mode, id)| *id != e.id || *mode != Some(e.mode))
+                    && !unchanged_dir(&e.path)
             })
             .map(|e| e.path.clone())
             .collect())
