@@ -402,3 +402,21 @@ run = "echo shipping $(cat version.txt)"
     let (_, again) = push(&repo, &["origin", "main"]);
     assert!(!again.contains("shipping"), "{again}");
 }
+
+#[test]
+fn only_the_staged_changes_are_given_to_a_files_job_in_a_deep_tree() {
+    let repo = lint_repo();
+    for path in ["a/one.txt", "b/c/two.txt", "b/c/d/three.txt", "e/four.txt"] {
+        repo.write(path, "good\n");
+    }
+    repo.commit_all("tree");
+    repo.write("b/c/d/three.txt", "still good\n");
+    repo.write("e/new.txt", "new\n");
+    repo.git(&["add", "-A"]);
+    let (ok, err) = commit(&repo, &["-m", "two changes"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("lint | checking b/c/d/three.txt e/new.txt\n"),
+        "{err}"
+    );
+}
