@@ -465,57 +465,44 @@ impl<'a> DiskCheck<'a> {
     }
 }
 
-/// Writes one file: straight into place when nothing is there, else through a temporary
-/// sibling renamed over the old one, so a reader never sees half a file.
+/// Writes one file in place, as `cp` does: a regular file is truncated and rewritten, so no
+/// inode is created or freed (creating and deleting thousands of them is what makes ext4 slow
+/// here); anything else in the way is replaced.
 pub(crate) fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let parent = abs.parent().unwrap_or(Path::new("."));
-    let exists = fs::symlink_metadata(abs).is_ok();
-    if !exists && !parent.exists() {
-        fs::create_dir_all(parent)?;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let existing = fs::symlink_metadata(abs).ok();
+    match &existing {
+        None => {
+            if let Some(parent) = abs.parent()
+                && !parent.exists()
+            {
+                fs::create_dir_all(parent)?;
+            }
+        }
+        Some(meta) if !meta.is_file() || mode == FileMode::Symlink => fs::remove_file(abs)?,
+        Some(_) => {}
     }
-    let name = abs.file_name().unwrap_or_default().to_string_lossy();
-    let target = if exists {
-        parent.join(format!(".{name}.weir-{}", std::process::id()))
-    } else {
-        abs.to_path_buf()
-    };
-    if exists {
-        let _ = fs::remove_file(&target);
-    }
-    let written = if mode == FileMode::Symlink {
+    if mode == FileMode::Symlink {
         use std::os::unix::ffi::OsStrExt;
-        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(bytes), &target)
-    } else {
-        let bits = if mode == FileMode::Executable {
-            0o755
-        } else {
-            0o644
-        };
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(bits)
-            .open(&target)
-            .and_then(|mut file| {
-                file.write_all(bytes)?;
-                // The umask may have narrowed the mode given at creation.
-                use std::os::unix::fs::PermissionsExt;
-                if file.metadata()?.permissions().mode() & 0o777 != bits {
-                    file.set_permissions(fs::Permissions::from_mode(bits))?;
-                }
-                Ok(())
-            })
-    };
-    if exists {
-        written
-            .and_then(|()| fs::rename(&target, abs))
-            .inspect_err(|_| {
-                let _ = fs::remove_file(&target);
-            })
-    } else {
-        written
+        return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(bytes), abs);
     }
+    let bits = if mode == FileMode::Executable {
+        0o755
+    } else {
+        0o644
+    };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(bits)
+        .open(abs)?;
+    file.write_all(bytes)?;
+    // An existing file keeps its old mode, and the umask may narrow a new one.
+    if file.metadata()?.permissions().mode() & 0o777 != bits {
+        file.set_permissions(fs::Permissions::from_mode(bits))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
