@@ -10,9 +10,7 @@ use crate::trigger::install;
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<u8, Error> {
-    let cwd =
-        std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", e))?;
-    let repo = Repo::discover_allow_bare(&cwd)?;
+    let super::Context { cwd, repo } = super::Context::discover_allow_bare()?;
     // A server has no working-tree pipeline: what it runs comes from its default branch. Loaded
     // before installing anything, so that a broken pipeline changes nothing.
     let pipeline = if repo.is_bare() {

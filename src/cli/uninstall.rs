@@ -1,5 +1,4 @@
 use crate::error::{Error, exit};
-use crate::git::Repo;
 use crate::report::Output;
 use crate::trigger::install;
 
@@ -7,9 +6,7 @@ use crate::trigger::install;
 pub struct Args {}
 
 pub fn run(_args: Args) -> Result<u8, Error> {
-    let cwd =
-        std::env::current_dir().map_err(|e| Error::io("cannot read the current directory", e))?;
-    let repo = Repo::discover_allow_bare(&cwd)?;
+    let repo = super::Context::discover_allow_bare()?.repo;
     let actions = install::uninstall(&repo)?;
     if actions.is_empty() {
         Output.out("no weir hooks to remove");
