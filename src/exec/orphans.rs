@@ -45,8 +45,38 @@ pub fn end_orphans(grace: Duration) {
     }
 }
 
-/// This process's children, and whether each is a zombie.
+/// This process's children, and whether each is a zombie. Each thread's `children` file names
+/// them directly; scanning all of /proc is the fallback where the kernel lacks those files.
 fn children() -> Vec<(Pid, bool)> {
+    let Some(pids) = children_of_threads() else {
+        return scan_proc();
+    };
+    pids.into_iter()
+        .map(|pid| (pid, state_of(pid).as_deref() == Some("Z")))
+        .collect()
+}
+
+fn children_of_threads() -> Option<Vec<Pid>> {
+    let mut pids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).ok()?;
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .map(Pid::from_raw),
+        );
+    }
+    Some(pids)
+}
+
+/// The state letter of a process (`R`, `S`, `Z`, …), if it exists.
+fn state_of(pid: Pid) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().next().map(str::to_owned)
+}
+
+fn scan_proc() -> Vec<(Pid, bool)> {
     let me = std::process::id().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -384,7 +384,7 @@ impl Repo {
     /// The git identity weir records as author of its commits: the configured committer, else a
     /// fixed one, so that recording a run never fails for want of `user.name`.
     fn signature(&self) -> gix::actor::Signature {
-        let time = gix::date::Time::now_local_or_utc();
+        let time = gix::date::Time::now_utc();
         match self.repo.committer() {
             Some(Ok(sig)) => gix::actor::Signature {
                 name: sig.name.to_owned(),
