@@ -84,8 +84,13 @@ pub fn trust(repo: &Repo, bytes: &[u8]) -> Result<(), Error> {
         super::atomic::write(&stored, bytes, 0o644).map_err(|e| Error::Write(stored, e))?;
     }
     let last = dir.join(LAST);
-    super::atomic::write(&last, format!("{id}\n").as_bytes(), 0o644)
-        .map_err(|e| Error::Write(last, e))
+    let line = format!("{id}\n");
+    // Every explicit `weir run` trusts the pipeline: usually it is already the last trusted one,
+    // and a run that writes nothing should not write this either.
+    if fs::read_to_string(&last).is_ok_and(|current| current == line) {
+        return Ok(());
+    }
+    super::atomic::write(&last, line.as_bytes(), 0o644).map_err(|e| Error::Write(last, e))
 }
 
 /// Whether the pipeline content `bytes` is trusted on this machine. Anything unreadable counts as
