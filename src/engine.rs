@@ -1,16 +1,19 @@
 //! Ties keys and the cache store to the scheduler: for each planned job, which files it reads,
 //! its manifest and key, whether a stored result can be restored, and storing new results.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::config::{CachePull, Job, Pipeline};
-use crate::exec::{Before, Keys};
+use crate::deploy::{Artifact, DeployJob, Deploys};
+use crate::exec::{Before, Finished, Keys, Recovery};
 use crate::git::{Entry, IndexSnapshot, Query, Repo, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
+use crate::store::ledger::ArtifactFile;
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +57,8 @@ pub struct JobSpec {
     env: Vec<(String, std::ffi::OsString)>,
     shell: PathBuf,
     cache: bool,
+    /// For a deploy job: what deploying needs.
+    deploy: Option<DeployJob>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +87,12 @@ pub struct Engine {
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
     manifests: Mutex<Vec<Option<String>>>,
+    /// The run's deploy jobs: locks held, ledger entries started.
+    deploys: Deploys,
+    /// The pipeline root relative to the repository root: where artifact paths start.
+    root_in_repo: PathBuf,
+    /// The key of each job computed so far, by name: the keys a deploy's artifact records.
+    keys: Mutex<BTreeMap<String, String>>,
 }
 
 impl JobSpec {
@@ -124,6 +135,14 @@ impl JobSpec {
             env,
             shell,
             cache: job.cache,
+            deploy: job.environment.as_ref().map(|environment| DeployJob {
+                name: job.name.clone(),
+                environment: environment.clone(),
+                approval: job.deploy.approval,
+                steps: job.steps.clone(),
+                dir: job.dir.clone(),
+                upstream: Vec::new(),
+            }),
         })
     }
 }
@@ -143,9 +162,19 @@ impl Engine {
         repo: Repo,
         pipeline: &Pipeline,
         workspace: Workspace,
-        jobs: Vec<JobSpec>,
+        mut jobs: Vec<JobSpec>,
         options: CacheOptions,
+        deploys: Deploys,
     ) -> Result<Engine, Error> {
+        let root_in_repo = pipeline
+            .root
+            .strip_prefix(repo.workdir())
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        for deploy in jobs.iter_mut().filter_map(|j| j.deploy.as_mut()) {
+            deploy.dir = root_in_repo.join(&deploy.dir);
+            deploy.upstream = upstream(pipeline, &deploy.name);
+        }
         let (index, root) = match workspace {
             Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone()),
             Workspace::Snapshot { root, dir, entries } => {
@@ -168,6 +197,9 @@ impl Engine {
             jobs,
             options,
             pull_from,
+            deploys,
+            root_in_repo,
+            keys: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -311,8 +343,14 @@ impl Engine {
 impl Keys for Engine {
     fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
         let spec = &self.jobs[job];
+        if let Some(deploy) = &spec.deploy {
+            return self
+                .deploys
+                .before(&self.repo(), job, deploy, || self.artifact(deploy));
+        }
         let manifest = self.manifest(job, needs)?;
         let key = manifest.key();
+        lock(&self.keys).insert(spec.name.clone(), key.clone());
         if !spec.cache {
             return Ok(Before::Run {
                 key,
@@ -364,24 +402,7 @@ impl Keys for Engine {
             return Ok(());
         }
         let repo = self.repo();
-        let outputs = &spec.outputs;
-        let wanted = |p: &str| outputs.matches(p);
-        let mut paths = repo
-            .output_paths(&self.root, outputs.walk_dirs(), &wanted)
-            .map_err(|e| e.to_string())?;
-        paths.extend(outputs.explicit().iter().cloned());
-        paths.sort();
-        paths.dedup();
-        let mut files = Vec::with_capacity(paths.len());
-        for path in &paths {
-            if let Some(file) = self
-                .stats()
-                .file_id(&self.root, path)
-                .map_err(|e| e.to_string())?
-            {
-                files.push(file);
-            }
-        }
+        let files = self.outputs(&repo, spec)?;
         let manifest = lock(&self.manifests)
             .get_mut(job)
             .and_then(Option::take)
@@ -400,9 +421,70 @@ impl Keys for Engine {
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
+
+    fn recover(&self, job: usize) -> Result<Option<Recovery>, String> {
+        self.deploys.recover(&self.repo(), job)
+    }
+
+    fn finished(&self, job: usize, end: &Finished) -> Result<(), String> {
+        self.deploys.finished(&self.repo(), job, end)
+    }
 }
 
 impl Engine {
+    /// The files `spec` declares as outputs that exist now.
+    fn outputs(&self, repo: &Repo, spec: &JobSpec) -> Result<Vec<crate::git::FileId>, String> {
+        let outputs = &spec.outputs;
+        let wanted = |p: &str| outputs.matches(p);
+        let mut paths = repo
+            .output_paths(&self.root, outputs.walk_dirs(), &wanted)
+            .map_err(|e| e.to_string())?;
+        paths.extend(outputs.explicit().iter().cloned());
+        paths.sort();
+        paths.dedup();
+        let mut files = Vec::with_capacity(paths.len());
+        for path in &paths {
+            if let Some(file) = self
+                .stats()
+                .file_id(&self.root, path)
+                .map_err(|e| e.to_string())?
+            {
+                files.push(file);
+            }
+        }
+        Ok(files)
+    }
+
+    /// A deploy's artifact: the keys and the outputs of the jobs upstream of it, at their paths
+    /// in the repository.
+    fn artifact(&self, deploy: &DeployJob) -> Result<Artifact, String> {
+        let repo = self.repo();
+        let mut files = Vec::new();
+        let mut keys = BTreeMap::new();
+        for name in &deploy.upstream {
+            if let Some(key) = lock(&self.keys).get(name) {
+                keys.insert(name.clone(), key.clone());
+            }
+            let Some(spec) = self.jobs.iter().find(|s| &s.name == name) else {
+                continue;
+            };
+            for file in self.outputs(&repo, spec)? {
+                files.push(ArtifactFile::Disk {
+                    abs: self.root.join(&file.path),
+                    path: self
+                        .root_in_repo
+                        .join(&file.path)
+                        .to_string_lossy()
+                        .into_owned(),
+                    mode: file.mode,
+                });
+            }
+        }
+        files.sort_by(|a, b| artifact_path(a).cmp(artifact_path(b)));
+        files.dedup_by(|a, b| artifact_path(a) == artifact_path(b));
+        Ok(Artifact { keys, files })
+    }
+
     /// Files of the tree the run started from whose content now differs: what fixers changed.
     /// Only meaningful for a synced snapshot, where every file's original id is known.
     pub fn changed_files(&self) -> Result<Vec<crate::git::FileId>, crate::git::Error> {
@@ -437,4 +519,30 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The jobs `name` needs, directly or not, that are not deploy jobs.
+fn upstream(pipeline: &Pipeline, name: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![name.to_owned()];
+    while let Some(next) = stack.pop() {
+        for need in pipeline
+            .job(&next)
+            .map(|j| j.needs.as_slice())
+            .unwrap_or_default()
+        {
+            if seen.insert(need.clone()) {
+                stack.push(need.clone());
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|n| pipeline.job(n).is_some_and(|j| j.environment.is_none()))
+        .collect()
+}
+
+fn artifact_path(file: &ArtifactFile) -> &str {
+    match file {
+        ArtifactFile::Disk { path, .. } | ArtifactFile::Stored { path, .. } => path,
+    }
 }

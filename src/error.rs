@@ -1,6 +1,6 @@
 //! The top-level error, how it maps to an exit code, and the exit codes themselves.
 
-use crate::{config, engine, git, graph, store, trigger, workspace};
+use crate::{config, deploy, engine, git, graph, store, trigger, workspace};
 
 /// Exit codes, as documented in the README.
 pub mod exit {
@@ -25,6 +25,10 @@ pub enum Error {
     Store(#[from] store::Error),
     #[error(transparent)]
     Cache(#[from] store::cache::Error),
+    #[error(transparent)]
+    Ledger(#[from] store::ledger::Error),
+    #[error(transparent)]
+    Lock(#[from] deploy::lock::Error),
     #[error(transparent)]
     Engine(#[from] engine::Error),
     #[error(transparent)]
@@ -56,9 +60,12 @@ impl Error {
             Error::Git(git::Error::NotARepository(_) | git::Error::Bare(_)) => exit::USAGE,
             Error::Store(store::Error::NotFound(_) | store::Error::Ambiguous { .. }) => exit::USAGE,
             Error::Install(trigger::install::Error::Conflict { .. }) => exit::USAGE,
+            Error::Ledger(store::ledger::Error::NoEntry { .. }) => exit::USAGE,
             Error::Git(_)
             | Error::Store(_)
             | Error::Cache(_)
+            | Error::Ledger(_)
+            | Error::Lock(_)
             | Error::Engine(_)
             | Error::Workspace(_)
             | Error::Install(_)
@@ -78,10 +85,15 @@ impl Error {
             }
             Error::Usage { hint, .. } => hint.clone(),
             Error::Install(e) => e.hint(),
+            Error::Ledger(store::ledger::Error::NoEntry { environment, .. }) => Some(format!(
+                "`weir history {environment}` lists its entries"
+            )),
             // Config errors carry their hints in their own rendering.
             Error::Config(_)
             | Error::Git(_)
             | Error::Cache(_)
+            | Error::Ledger(_)
+            | Error::Lock(_)
             | Error::Engine(_)
             | Error::Workspace(_)
             | Error::Trust(_)

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod engine;
 pub mod env_vars;
 pub mod error;

@@ -3,6 +3,7 @@ use std::time::Duration;
 use crate::error::{Error, exit};
 use crate::report::Output;
 use crate::store::cache::{Cache, Entry, PREFIX};
+use crate::store::ledger;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -26,12 +27,12 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Push every cache entry to a remote: any git server is a shared cache
+    /// Push every cache entry and deployment ledger to a remote: any git server is a shared cache
     Push {
         /// Default: `[cache] remote`, else origin
         remote: Option<String>,
     },
-    /// Fetch every cache entry from a remote
+    /// Fetch every cache entry and deployment ledger from a remote
     Pull {
         /// Default: `[cache] remote`, else origin
         remote: Option<String>,
@@ -124,7 +125,8 @@ pub fn run(command: Command) -> Result<u8, Error> {
         Command::Push { remote } => {
             let remote = remote_or_default(&context, remote);
             let spec = format!("{PREFIX}*:{PREFIX}*");
-            let report = context.repo.push(&remote, &[spec])?;
+            let ledgers = format!("{}*:{}*", ledger::PREFIX, ledger::PREFIX);
+            let report = context.repo.push(&remote, &[spec, ledgers])?;
             let pushed = report.lines().filter(|l| l.starts_with('*')).count();
             Output.err(&format!("pushed {pushed} new entries to {remote}"));
             Ok(exit::SUCCESS)
@@ -132,9 +134,12 @@ pub fn run(command: Command) -> Result<u8, Error> {
         Command::Pull { remote } => {
             let remote = remote_or_default(&context, remote);
             let before = cache.entries()?.len();
+            // Cache entries never change once written; a ledger only grows, so one that moved
+            // any other way is refused rather than overwritten.
+            let ledgers = format!("{}*:{}*", ledger::PREFIX, ledger::PREFIX);
             context
                 .repo
-                .fetch(&remote, &[format!("+{PREFIX}*:{PREFIX}*")])?;
+                .fetch(&remote, &[format!("+{PREFIX}*:{PREFIX}*"), ledgers])?;
             let after = Cache::new(&context.repo).entries()?.len();
             Output.err(&format!(
                 "fetched {} new entries from {remote}",
@@ -177,7 +182,7 @@ fn select_for_gc(
     Ok(doomed)
 }
 
-fn remote_or_default(context: &super::Context, remote: Option<String>) -> String {
+pub(super) fn remote_or_default(context: &super::Context, remote: Option<String>) -> String {
     remote
         .or_else(|| context.pipeline().ok().and_then(|p| p.cache.remote))
         .unwrap_or_else(|| "origin".to_owned())

@@ -1,3 +1,4 @@
+use crate::deploy::{Deploys, Mode};
 use crate::engine::{CacheOptions, Workspace};
 use crate::error::{Error, exit};
 use crate::graph::{Graph, Selection};
@@ -25,6 +26,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         Workspace::Worktree,
         CacheOptions::default(),
         &Default::default(),
+        Deploys::new(String::new(), None, Mode::Normal),
     )?;
     let mut keys: Vec<String> = vec![String::new(); plan.len()];
     let mut verdict = None;

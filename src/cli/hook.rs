@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Event, Pipeline};
+use crate::deploy::Mode;
 use crate::engine::{CacheOptions, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
@@ -89,7 +90,8 @@ fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<Snapshot, Error> {
     Ok(snapshot)
 }
 
-fn execution(trigger: Event, workspace: Workspace) -> Execution {
+/// A hook's run: `source` is the commit its workspace holds, if it holds one.
+fn execution(trigger: Event, workspace: Workspace, source: Option<gix::ObjectId>) -> Execution {
     Execution {
         trigger,
         workspace,
@@ -98,6 +100,8 @@ fn execution(trigger: Event, workspace: Workspace) -> Execution {
         keep_going: false,
         json: false,
         files: BTreeMap::new(),
+        source,
+        deploy: Mode::Normal,
     }
 }
 
@@ -157,6 +161,7 @@ fn pre_commit() -> Result<u8, Error> {
             dir: snapshot.dir.clone(),
             entries: staged.clone(),
         },
+        None,
     );
     run.files = files;
     let done = execute_with(&context, &pipeline, &graph, run)?;
@@ -357,6 +362,7 @@ fn run_on_commit(
                 dir: snapshot.dir.clone(),
                 entries,
             },
+            Some(commit),
         ),
     )
 }
@@ -468,6 +474,7 @@ fn post_receive(input: &str) -> Result<u8, Error> {
                     dir: snapshot.dir.clone(),
                     entries,
                 },
+                Some(commit),
             ),
         )?;
         code = code.max(exit_code(outcome));

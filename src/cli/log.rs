@@ -49,6 +49,7 @@ fn jobs(run: &RunSummary) -> String {
         JobStatus::TimedOut,
         JobStatus::Cancelled,
         JobStatus::Skipped,
+        JobStatus::Waiting,
     ] {
         let n = run.count(status);
         if n > 0 {

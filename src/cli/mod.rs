@@ -1,6 +1,7 @@
 //! The command line: parse, call the engine, render. One file per subcommand.
 
 mod cache;
+mod deploy;
 mod explain;
 mod graph;
 mod hook;
@@ -60,6 +61,21 @@ enum Command {
     Uninstall(uninstall::Args),
     /// Trust the current .pipeline.toml, so that hooks run it on this machine
     Trust(trust::Args),
+    /// Deploy the release waiting for approval in an environment
+    Approve(deploy::EnvArgs),
+    /// Drop the release waiting for approval in an environment
+    Reject(deploy::EnvArgs),
+    /// Show what each environment runs, what waits for approval and what is locked
+    Status,
+    /// List an environment's deployment ledger, or check it with --verify
+    History(deploy::HistoryArgs),
+    /// Deploy an earlier release of an environment again
+    Rollback(deploy::RollbackArgs),
+    /// Clear an environment's deploy lock left by a process that died, recording it
+    Unlock(deploy::EnvArgs),
+    /// Share the deployment ledgers through a git remote
+    #[command(subcommand)]
+    Ledger(deploy::LedgerCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -89,6 +105,13 @@ pub fn main() -> u8 {
         Command::Install(args) => install::run(args),
         Command::Uninstall(args) => uninstall::run(args),
         Command::Trust(args) => trust::run(args),
+        Command::Approve(args) => deploy::approve(args),
+        Command::Reject(args) => deploy::reject(args),
+        Command::Status => deploy::status(),
+        Command::History(args) => deploy::history(args),
+        Command::Rollback(args) => deploy::rollback(args),
+        Command::Unlock(args) => deploy::unlock(args),
+        Command::Ledger(command) => deploy::ledger(command),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 use crate::config::{Event, Job, Pipeline};
+use crate::deploy::{Deploys, Mode};
 use crate::engine::{CacheOptions, Engine, JobSpec, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
@@ -89,6 +90,8 @@ pub fn run(args: Args) -> Result<u8, Error> {
             keep_going: args.keep_going,
             json: args.json,
             files: BTreeMap::new(),
+            source: context.repo.head()?,
+            deploy: Mode::Normal,
         },
     )?;
     Ok(exit_code(outcome))
@@ -106,6 +109,10 @@ pub(super) struct Execution {
     /// For pre-commit jobs with `files`: the staged files each was selected for, which `{files}`
     /// expands to and which key a job without `inputs`.
     pub files: BTreeMap<String, Vec<String>>,
+    /// The commit the workspace holds, if it holds one: what deploy jobs deploy.
+    pub source: Option<gix::ObjectId>,
+    /// Why deploy jobs deploy.
+    pub deploy: Mode,
 }
 
 pub(super) fn exit_code(outcome: RunOutcome) -> u8 {
@@ -151,8 +158,13 @@ pub(super) fn execute_with(
         keep_going,
         json,
         files,
+        source,
+        deploy,
     } = execution;
-    let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files)?;
+    let started = SystemTime::now();
+    let id = new_run_id(started);
+    let deploys = Deploys::new(id.clone(), source, deploy);
+    let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files, deploys)?;
     let parallel =
         parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let kind = if json {
@@ -163,9 +175,6 @@ pub(super) fn execute_with(
         ReporterKind::Plain
     };
     let mut reporter = Reporter::new(kind);
-
-    let started = SystemTime::now();
-    let id = new_run_id(started);
     reporter.event(&RunEvent::RunStarted {
         run: id.clone(),
         trigger: trigger.to_string(),
@@ -213,6 +222,7 @@ pub(super) fn execute_with(
         failed: summary.count(JobStatus::Failed) + summary.count(JobStatus::TimedOut),
         cancelled: summary.count(JobStatus::Cancelled),
         skipped: summary.count(JobStatus::Skipped),
+        waiting: summary.count(JobStatus::Waiting),
         record,
     });
     // A hit that restored outputs wrote into the workspace: that is not leaving it untouched.
@@ -235,6 +245,7 @@ pub(super) fn prepare(
     workspace: Workspace,
     options: CacheOptions,
     files: &BTreeMap<String, Vec<String>>,
+    deploys: Deploys,
 ) -> Result<(Vec<PlannedJob>, Engine), Error> {
     let root = match &workspace {
         Workspace::Worktree => pipeline.root.clone(),
@@ -269,7 +280,14 @@ pub(super) fn prepare(
         }
         specs.push(spec);
     }
-    let engine = Engine::new(context.repo.clone(), pipeline, workspace, specs, options)?;
+    let engine = Engine::new(
+        context.repo.clone(),
+        pipeline,
+        workspace,
+        specs,
+        options,
+        deploys,
+    )?;
     Ok((plan, engine))
 }
 
@@ -296,6 +314,9 @@ fn plan(pipeline: &Pipeline, graph: &Graph, root: &std::path::Path) -> Vec<Plann
                 timeout: job.timeout,
                 retries: job.retries,
                 needs: needs.clone(),
+                deploy: job.environment.is_some(),
+                health: job.deploy.health.clone(),
+                rollback: job.deploy.rollback.clone(),
             }
         })
         .collect()

@@ -11,7 +11,7 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::model::{CachePull, CacheSettings, Event, Job, Pipeline};
+use super::model::{CachePull, CacheSettings, Deploy, Event, Job, Pipeline};
 
 /// The config file's name, looked for in the working directory and its parents.
 pub const FILE_NAME: &str = ".pipeline.toml";
@@ -32,6 +32,9 @@ const JOB_KEYS: &[&str] = &[
     "retries",
     "dir",
     "environment",
+    "approval",
+    "health",
+    "rollback",
     "inputs",
     "outputs",
     "cache",
@@ -440,12 +443,15 @@ impl Checker<'_> {
             key_cmd: None,
             files: None,
             fix: false,
+            deploy: Deploy::default(),
             span: key.span(),
         };
         let mut needs_spans = Vec::new();
         let mut has_run = false;
         let mut is_deploy = false;
         let mut cache_true = None;
+        // Keys that only make sense on a deploy job, checked once `environment` is known.
+        let mut deploy_only = Vec::new();
         for (k, v) in table {
             let field = k.get_ref().as_ref();
             let what = format!("`{field}` in job `{name}`");
@@ -475,9 +481,31 @@ impl Checker<'_> {
                     }
                 }
                 "key" => job.key = self.strings(field, &what, v),
-                "key_cmd" => job.key_cmd = self.key_cmd(&what, v),
+                "key_cmd" => {
+                    job.key_cmd = self.command(
+                        &what,
+                        v,
+                        "a command whose output goes into the key, e.g. `key_cmd = \"rustc --version\"`",
+                    );
+                }
                 "files" => job.files = self.globs(field, &what, v),
                 "fix" => job.fix = self.boolean(field, &what, v).unwrap_or(false),
+                "approval" => {
+                    deploy_only.push((field, k.span()));
+                    job.deploy.approval = self.boolean(field, &what, v).unwrap_or(false);
+                }
+                "health" => {
+                    deploy_only.push((field, k.span()));
+                    job.deploy.health = self.command(
+                        &what,
+                        v,
+                        "a health check, e.g. `health = \"curl -fsS localhost:8080/health\"`",
+                    );
+                }
+                "rollback" => {
+                    deploy_only.push((field, k.span()));
+                    job.deploy.rollback = self.command(&what, v, "the command that restores the previous release, e.g. `rollback = \"./deploy.sh --previous\"`");
+                }
                 _ => self.unknown_key(k, JOB_KEYS, &format!("in job `{name}`")),
             }
         }
@@ -494,6 +522,19 @@ impl Checker<'_> {
         }
         if job.environment.is_some() {
             job.cache = false;
+        } else if !is_deploy {
+            for (field, span) in deploy_only {
+                self.push(
+                    Diagnostic::new(
+                        format!("`{field}` in job `{name}` needs `environment`"),
+                        span,
+                    )
+                    .with_hint(format!(
+                        "`{field}` only applies to deploy jobs: add `environment = \"staging\"` \
+                         (or the environment's name), or remove `{field}`"
+                    )),
+                );
+            }
         }
         if !has_run {
             self.push(
@@ -818,14 +859,18 @@ impl Checker<'_> {
         }
     }
 
-    fn key_cmd(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<String> {
+    /// A shell command that must not be empty; `example` says what to give instead.
+    fn command(
+        &mut self,
+        what: &str,
+        value: &Spanned<DeValue<'_>>,
+        example: &str,
+    ) -> Option<String> {
         let cmd = self.string(what, value)?;
         if cmd.trim().is_empty() {
             self.push(
-                Diagnostic::new(format!("empty {what}"), value.span()).with_hint(
-                    "give a command whose output goes into the key, \
-                     e.g. `key_cmd = \"rustc --version\"`",
-                ),
+                Diagnostic::new(format!("empty {what}"), value.span())
+                    .with_hint(format!("give {example}")),
             );
             return None;
         }

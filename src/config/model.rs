@@ -119,6 +119,20 @@ pub struct Job {
     /// pre-commit: the job may modify files; its changes are applied to the index and the
     /// working tree when they apply cleanly.
     pub fix: bool,
+    /// What a deploy job does besides its steps; empty for other jobs.
+    pub deploy: Deploy,
     /// Byte range of the job's `[jobs.NAME]` header (or key) in the file, for later diagnostics.
     pub span: Range<usize>,
+}
+
+/// The deploy-only keys of a job with `environment`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deploy {
+    /// `approval = true`: the run stops at this job until `weir approve ENV`.
+    pub approval: bool,
+    /// A command run after the deploy's steps; its failure fails the deploy.
+    pub health: Option<String>,
+    /// A command run when the deploy or its health check fails; without it, weir redeploys the
+    /// artifact of the environment's previous successful deployment.
+    pub rollback: Option<String>,
 }

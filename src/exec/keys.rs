@@ -1,4 +1,7 @@
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::report::JobStatus;
 
 /// What the scheduler asks before and after running a job: its key, a stored result to restore
 /// instead of running, and storing a new result. Implemented over git outside `exec`, so the
@@ -10,6 +13,18 @@ pub trait Keys: Send + Sync + 'static {
 
     /// Stores the result of job `job`, which just passed. Blocking.
     fn after(&self, job: usize, key: &str, log: &[u8], duration: Duration) -> Result<(), String>;
+
+    /// For a deploy job that failed without a `rollback` command: how to redeploy what was
+    /// there before, if anything was. Blocking.
+    fn recover(&self, _job: usize) -> Result<Option<Recovery>, String> {
+        Ok(None)
+    }
+
+    /// Job `job`, which `before` said to run, is over (whatever its status). Blocking; an error
+    /// is reported in the job's log.
+    fn finished(&self, _job: usize, _end: &Finished) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What to do with a job.
@@ -25,6 +40,39 @@ pub enum Before {
         explain: Option<Vec<String>>,
         notes: Vec<String>,
     },
+    /// Do not run it, and not what needs it either, without failing the run: it waits for
+    /// something outside the run (an approval), or has nothing left to do (a superseded deploy).
+    Hold { status: JobStatus, reason: String },
+    /// Ask again shortly (another process holds what it needs); `reason` is shown once.
+    Later { reason: String },
+}
+
+/// How to redeploy the previous release: these steps, run in `cwd`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    pub cwd: PathBuf,
+    pub steps: Vec<String>,
+    /// What is being redeployed, for the log.
+    pub what: String,
+}
+
+/// How a job that ran ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub status: JobStatus,
+    pub reason: Option<String>,
+    pub rollback: Rollback,
+}
+
+/// Whether a failed deploy was rolled back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollback {
+    /// Not a failed deploy, or stopped before a rollback could start.
+    NotNeeded,
+    /// It failed and there was nothing to roll back to.
+    Nothing,
+    Succeeded,
+    Failed,
 }
 
 /// Keys for runs that do not cache: every job runs, nothing is stored.

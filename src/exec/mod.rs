@@ -8,7 +8,7 @@ mod process;
 mod scheduler;
 
 pub use capture::CappedLog;
-pub use keys::{Before, Keys, NoCache};
+pub use keys::{Before, Finished, Keys, NoCache, Recovery, Rollback};
 pub use orphans::{adopt_orphans, end_orphans};
 pub use process::{GRACE, Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::capture::{CappedLog, LineSplitter};
-use super::keys::{Before, Keys};
+use super::keys::{Before, Finished, Keys, Rollback};
 use super::process::{Step, StepEnd, Stop, run_step};
 use crate::report::{JobStatus, RunEvent, RunOutcome};
 
@@ -28,6 +28,12 @@ pub struct PlannedJob {
     pub retries: u32,
     /// Positions in the plan of the jobs this one needs.
     pub needs: Vec<usize>,
+    /// A deploy job: a failure is rolled back.
+    pub deploy: bool,
+    /// A deploy's health check, run after its steps as one more.
+    pub health: Option<String>,
+    /// A deploy's rollback command; without it, [`Keys::recover`] says what to redeploy.
+    pub rollback: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -202,10 +208,10 @@ pub async fn run(
         .collect();
     let outcome = if interrupted {
         RunOutcome::Cancelled
-    } else if jobs.iter().all(|j| j.status.is_success()) {
-        RunOutcome::Passed
-    } else {
+    } else if jobs.iter().any(|j| j.status.is_failure()) {
         RunOutcome::Failed
+    } else {
+        RunOutcome::Passed
     };
     RunResult {
         outcome,
@@ -223,6 +229,14 @@ fn skip_reason(plan: &[PlannedJob], states: &[State], index: usize) -> String {
         .collect();
     match blocked.as_slice() {
         [] => "the run stopped before it started".to_owned(),
+        [one]
+            if states
+                .iter()
+                .zip(plan)
+                .any(|(s, p)| p.name == *one && *s == State::Done(JobStatus::Waiting)) =>
+        {
+            format!("needs `{one}`, which waits for approval")
+        }
         [one] => format!("needs `{one}`, which did not pass"),
         many => format!("needs {}, which did not pass", quoted_list(many)),
     }
@@ -262,81 +276,92 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         mut stop,
         events,
     } = context;
-    let before = {
-        let keys = Arc::clone(&keys);
-        tokio::task::spawn_blocking(move || keys.before(index, &needs))
-            .await
-            .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
-    };
     let mut log = CappedLog::default();
-    let (key, store) = match before {
-        Err(reason) => {
-            log.push(format!("[weir: {reason}]\n").as_bytes());
-            return JobResult {
-                name: job.name,
-                status: JobStatus::Failed,
-                attempts: 0,
-                exit_code: None,
-                key: None,
-                reason: Some(reason),
-                started: Some(started_at),
-                duration: started.elapsed(),
-                log: log.to_bytes(),
-            };
-        }
-        Ok(Before::Hit { key, restored }) => {
-            let reason = match restored {
-                0 => None,
-                n => Some(format!("restored {n} output file(s)")),
-            };
-            return JobResult {
-                name: job.name,
-                status: JobStatus::Cached,
-                attempts: 0,
-                exit_code: Some(0),
-                key: Some(key),
-                reason,
-                started: Some(started_at),
-                duration: started.elapsed(),
-                log: Vec::new(),
-            };
-        }
-        Ok(Before::Run {
-            key,
-            store,
-            explain,
-            notes,
-        }) => {
-            if let Some(changes) = explain {
-                let _ = events.send(RunEvent::JobExplained {
-                    job: job.name.clone(),
-                    key: key.clone(),
-                    changes,
-                });
+    let ended = |status, reason: Option<String>, key: Option<String>, log: Vec<u8>| JobResult {
+        name: job.name.clone(),
+        status,
+        attempts: 0,
+        exit_code: None,
+        key,
+        reason,
+        started: Some(started_at),
+        duration: started.elapsed(),
+        log,
+    };
+    let mut told_later = false;
+    let (key, store) = loop {
+        let before = {
+            let keys = Arc::clone(&keys);
+            let needs = needs.clone();
+            tokio::task::spawn_blocking(move || keys.before(index, &needs))
+                .await
+                .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
+        };
+        match before {
+            Err(reason) => {
+                log.push(format!("[weir: {reason}]\n").as_bytes());
+                return ended(JobStatus::Failed, Some(reason), None, log.to_bytes());
             }
-            for note in notes {
-                let line = format!("[weir: {note}]");
-                log.push(format!("{line}\n").as_bytes());
-                let _ = events.send(RunEvent::JobOutput {
-                    job: job.name.clone(),
-                    line,
-                });
+            Ok(Before::Hit { key, restored }) => {
+                let reason = match restored {
+                    0 => None,
+                    n => Some(format!("restored {n} output file(s)")),
+                };
+                let mut result = ended(JobStatus::Cached, reason, Some(key), Vec::new());
+                result.exit_code = Some(0);
+                return result;
             }
-            (key, store)
+            Ok(Before::Hold { status, reason }) => {
+                log.push(format!("[weir: {reason}]\n").as_bytes());
+                return ended(status, Some(reason), None, log.to_bytes());
+            }
+            Ok(Before::Later { reason }) => {
+                if !told_later {
+                    told_later = true;
+                    say(&events, &job.name, &mut log, &reason);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.wait_for(|s| *s != Stop::No) => {
+                        return ended(JobStatus::Cancelled, None, None, log.to_bytes());
+                    }
+                }
+            }
+            Ok(Before::Run {
+                key,
+                store,
+                explain,
+                notes,
+            }) => {
+                if let Some(changes) = explain {
+                    let _ = events.send(RunEvent::JobExplained {
+                        job: job.name.clone(),
+                        key: key.clone(),
+                        changes,
+                    });
+                }
+                for note in notes {
+                    say(&events, &job.name, &mut log, &note);
+                }
+                break (key, store);
+            }
         }
     };
-    if *stop.borrow() != Stop::No {
-        return JobResult {
-            name: job.name,
+    let mut runner = Runner {
+        job: &job,
+        log,
+        lines: LineSplitter::default(),
+        events: &events,
+        stop: &mut stop,
+    };
+    if *runner.stop.borrow() != Stop::No {
+        let end = Finished {
             status: JobStatus::Cancelled,
-            attempts: 0,
-            exit_code: None,
-            key: Some(key),
             reason: None,
-            started: Some(started_at),
-            duration: started.elapsed(),
-            log: log.to_bytes(),
+            rollback: Rollback::NotNeeded,
         };
+        let log = finish(&keys, index, &end, runner).await;
+        return ended(end.status, None, Some(key), log);
     }
     let attempts = job.retries + 1;
     let _ = events.send(RunEvent::JobStarted {
@@ -344,10 +369,24 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         attempt: 1,
         attempts,
     });
-    let mut lines = LineSplitter::default();
+    let mut steps: Vec<(&str, String)> = job
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(number, script)| {
+            let label = if job.steps.len() > 1 {
+                format!(" in step {}", number + 1)
+            } else {
+                String::new()
+            };
+            (script.as_str(), label)
+        })
+        .collect();
+    if let Some(health) = &job.health {
+        steps.push((health.as_str(), " in the health check".to_owned()));
+    }
     let mut last = (JobStatus::Failed, None, None);
     let mut attempt = 0;
-
     while attempt < attempts {
         attempt += 1;
         if attempt > 1 {
@@ -356,11 +395,129 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 attempt,
                 attempts,
             });
-            log.push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
+            runner
+                .log
+                .push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
         }
+        last = runner.steps(&steps, &job.cwd).await;
+        let retry = matches!(last.0, JobStatus::Failed | JobStatus::TimedOut)
+            && *runner.stop.borrow() == Stop::No;
+        if !retry {
+            break;
+        }
+    }
+    let (status, exit_code, mut reason) = last;
+    let mut rollback = Rollback::NotNeeded;
+    if job.deploy
+        && matches!(status, JobStatus::Failed | JobStatus::TimedOut)
+        && *runner.stop.borrow() == Stop::No
+    {
+        rollback = runner.roll_back(&keys, index).await;
+        let said = match rollback {
+            Rollback::NotNeeded => None,
+            Rollback::Nothing => Some("nothing to roll back to"),
+            Rollback::Succeeded => Some("rolled back"),
+            Rollback::Failed => Some("the rollback failed too"),
+        };
+        if let Some(said) = said {
+            reason = Some(match reason {
+                Some(reason) => format!("{reason}; {said}"),
+                None => said.to_owned(),
+            });
+        }
+    }
+    let duration = started.elapsed();
+    if status == JobStatus::Passed && store {
+        let bytes = runner.log.to_bytes();
+        let stored = {
+            let key = key.clone();
+            let keys = Arc::clone(&keys);
+            tokio::task::spawn_blocking(move || keys.after(index, &key, &bytes, duration))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()))
+        };
+        if let Err(err) = stored {
+            // The job passed; failing to cache it only costs a rerun next time.
+            runner.say(&format!("could not store the result: {err}"));
+        }
+    }
+    let end = Finished {
+        status,
+        reason: reason.clone(),
+        rollback,
+    };
+    let log = finish(&keys, index, &end, runner).await;
+    JobResult {
+        name: job.name,
+        status,
+        attempts: attempt,
+        exit_code: if status == JobStatus::Passed {
+            Some(0)
+        } else {
+            exit_code
+        },
+        key: (!key.is_empty()).then_some(key),
+        reason,
+        started: Some(started_at),
+        duration,
+        log,
+    }
+}
+
+/// Tells `keys` that a job that ran is over; returns its log.
+async fn finish(
+    keys: &Arc<dyn Keys>,
+    index: usize,
+    end: &Finished,
+    mut runner: Runner<'_>,
+) -> Vec<u8> {
+    let told = {
+        let keys = Arc::clone(keys);
+        let end = end.clone();
+        tokio::task::spawn_blocking(move || keys.finished(index, &end))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    if let Err(err) = told {
+        runner.say(&err);
+    }
+    runner.log.to_bytes()
+}
+
+/// A `[weir: …]` line in a job's log and live output.
+fn say(events: &mpsc::UnboundedSender<RunEvent>, job: &str, log: &mut CappedLog, text: &str) {
+    let line = format!("[weir: {text}]");
+    log.push(format!("{line}\n").as_bytes());
+    let _ = events.send(RunEvent::JobOutput {
+        job: job.to_owned(),
+        line,
+    });
+}
+
+/// How a sequence of steps ended: status, exit code, why.
+type Last = (JobStatus, Option<i32>, Option<String>);
+
+/// Runs one job's steps, capturing their output.
+struct Runner<'a> {
+    job: &'a PlannedJob,
+    log: CappedLog,
+    lines: LineSplitter,
+    events: &'a mpsc::UnboundedSender<RunEvent>,
+    stop: &'a mut watch::Receiver<Stop>,
+}
+
+impl Runner<'_> {
+    fn say(&mut self, text: &str) {
+        say(self.events, &self.job.name, &mut self.log, text);
+    }
+
+    /// Runs `steps` (script, label for messages) in `cwd` in order, stopping at the first that
+    /// does not pass, within the job's timeout.
+    async fn steps(&mut self, steps: &[(&str, String)], cwd: &std::path::Path) -> Last {
+        let job = self.job;
         let deadline = job.timeout.map(|t| Instant::now() + t);
-        last = (JobStatus::Passed, Some(0), None);
-        for (number, script) in job.steps.iter().enumerate() {
+        for (script, step_label) in steps {
+            let (log, lines, events) = (&mut self.log, &mut self.lines, self.events);
             let mut sink = |bytes: &[u8]| {
                 log.push(bytes);
                 lines.push(bytes, |line| {
@@ -374,23 +531,18 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
             let step = Step {
                 shell: &job.shell,
                 script,
-                cwd: &job.cwd,
+                cwd,
                 env: &job.env,
                 deadline,
             };
-            let end = run_step(&step, &mut stop, &mut sink).await;
-            lines.finish(|line| {
-                let _ = events.send(RunEvent::JobOutput {
+            let end = run_step(&step, self.stop, &mut sink).await;
+            self.lines.finish(|line| {
+                let _ = self.events.send(RunEvent::JobOutput {
                     job: job.name.clone(),
                     line,
                 });
             });
-            let step_label = if job.steps.len() > 1 {
-                format!(" in step {}", number + 1)
-            } else {
-                String::new()
-            };
-            last = match end {
+            let last = match end {
                 Ok(StepEnd::Exited(status)) if status.success() => continue,
                 Ok(StepEnd::Exited(status)) => match status.code() {
                     Some(code) => (
@@ -418,56 +570,65 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 Err(err) => (
                     JobStatus::Failed,
                     None,
-                    Some(format!(
-                        "could not start `sh` in {}: {err}",
-                        job.cwd.display()
-                    )),
+                    Some(format!("could not start `sh` in {}: {err}", cwd.display())),
                 ),
             };
-            log.push(
+            self.log.push(
                 format!("[weir: {}]\n", last.2.as_deref().unwrap_or(last.0.as_str())).as_bytes(),
             );
-            break;
+            return last;
         }
-        let retry =
-            matches!(last.0, JobStatus::Failed | JobStatus::TimedOut) && *stop.borrow() == Stop::No;
-        if !retry {
-            break;
-        }
+        (JobStatus::Passed, Some(0), None)
     }
-    let (status, exit_code, reason) = last;
-    let duration = started.elapsed();
-    if status == JobStatus::Passed && store {
-        let bytes = log.to_bytes();
-        let stored = {
-            let key = key.clone();
-            tokio::task::spawn_blocking(move || keys.after(index, &key, &bytes, duration))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()))
+
+    /// A deploy failed: runs its `rollback` command, or else redeploys what `keys` says was
+    /// there before.
+    async fn roll_back(&mut self, keys: &Arc<dyn Keys>, index: usize) -> Rollback {
+        let job = self.job;
+        let (steps, cwd, what) = match &job.rollback {
+            Some(command) => (
+                vec![(command.as_str().to_owned(), " in the rollback".to_owned())],
+                job.cwd.clone(),
+                format!("running `{command}`"),
+            ),
+            None => {
+                let recovery = {
+                    let keys = Arc::clone(keys);
+                    tokio::task::spawn_blocking(move || keys.recover(index))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                };
+                match recovery {
+                    Ok(None) => {
+                        self.say(
+                            "the deploy failed and there is no earlier deployment to roll back to",
+                        );
+                        return Rollback::Nothing;
+                    }
+                    Err(err) => {
+                        self.say(&format!(
+                            "the deploy failed and cannot be rolled back: {err}"
+                        ));
+                        return Rollback::Failed;
+                    }
+                    Ok(Some(recovery)) => (
+                        recovery
+                            .steps
+                            .into_iter()
+                            .map(|s| (s, " in the rollback".to_owned()))
+                            .collect(),
+                        recovery.cwd,
+                        recovery.what,
+                    ),
+                }
+            }
         };
-        if let Err(err) = stored {
-            // The job passed; failing to cache it only costs a rerun next time.
-            let line = format!("[weir: could not store the result: {err}]");
-            log.push(format!("{line}\n").as_bytes());
-            let _ = events.send(RunEvent::JobOutput {
-                job: job.name.clone(),
-                line,
-            });
+        self.say(&format!("the deploy failed; rolling back: {what}"));
+        let steps: Vec<(&str, String)> =
+            steps.iter().map(|(s, l)| (s.as_str(), l.clone())).collect();
+        match self.steps(&steps, &cwd).await.0 {
+            JobStatus::Passed => Rollback::Succeeded,
+            _ => Rollback::Failed,
         }
-    }
-    JobResult {
-        name: job.name,
-        status,
-        attempts: attempt,
-        exit_code: if status == JobStatus::Passed {
-            Some(0)
-        } else {
-            exit_code
-        },
-        key: (!key.is_empty()).then_some(key),
-        reason,
-        started: Some(started_at),
-        duration,
-        log: log.to_bytes(),
     }
 }

@@ -38,6 +38,12 @@ pub enum TreeEntry {
         abs: PathBuf,
         mode: FileMode,
     },
+    /// An object already in the database: a blob with its raw git mode, or a tree (`0o40000`).
+    Object {
+        path: String,
+        mode: u32,
+        id: ObjectId,
+    },
 }
 
 impl TreeEntry {
@@ -173,9 +179,32 @@ impl Repo {
         message: &str,
         replace: Option<ObjectId>,
     ) -> Result<ObjectId, Error> {
-        let name: FullName = refname
-            .try_into()
-            .map_err(|_| Error::RefName(refname.to_owned()))?;
+        let commit = self.write_commit(entries, message, None)?;
+        self.set_ref(refname, commit, message, replace)?;
+        Ok(commit)
+    }
+
+    /// Writes `entries` as a tree and a commit of it whose parent is `parent`, and moves
+    /// `refname` from `parent` to it (creating it when `parent` is `None`) in one compare-and-swap
+    /// transaction: a ref that moved meanwhile fails with [`Error::RefExists`].
+    pub fn append_commit_ref(
+        &self,
+        refname: &str,
+        entries: &[TreeEntry],
+        message: &str,
+        parent: Option<ObjectId>,
+    ) -> Result<ObjectId, Error> {
+        let commit = self.write_commit(entries, message, parent)?;
+        self.set_ref(refname, commit, message, parent)?;
+        Ok(commit)
+    }
+
+    fn write_commit(
+        &self,
+        entries: &[TreeEntry],
+        message: &str,
+        parent: Option<ObjectId>,
+    ) -> Result<ObjectId, Error> {
         let mut editor = self
             .repo
             .edit_tree(ObjectId::empty_tree(self.repo.object_hash()))?;
@@ -189,20 +218,43 @@ impl Repo {
                     let (kind, blob) = self.write_file(abs, *mode)?;
                     editor.upsert(path.as_str(), kind, blob)?;
                 }
+                TreeEntry::Object { path, mode, id } => {
+                    let kind = match mode {
+                        0o40000 => EntryKind::Tree,
+                        0o100755 => EntryKind::BlobExecutable,
+                        0o120000 => EntryKind::Link,
+                        _ => EntryKind::Blob,
+                    };
+                    editor.upsert(path.as_str(), kind, *id)?;
+                }
             }
         }
         let tree = editor.write()?;
         let signature = self.signature();
         let commit = gix::objs::Commit {
             tree: tree.detach(),
-            parents: Default::default(),
+            parents: parent.into_iter().collect(),
             author: signature.clone(),
             committer: signature,
             encoding: None,
             message: message.into(),
             extra_headers: Vec::new(),
         };
-        let commit = self.repo.write_object(&commit)?.detach();
+        Ok(self.repo.write_object(&commit)?.detach())
+    }
+
+    /// Points `refname` at `commit` if it now points at `expected` (or does not exist, for
+    /// `None`).
+    fn set_ref(
+        &self,
+        refname: &str,
+        commit: ObjectId,
+        message: &str,
+        expected: Option<ObjectId>,
+    ) -> Result<(), Error> {
+        let name: FullName = refname
+            .try_into()
+            .map_err(|_| Error::RefName(refname.to_owned()))?;
         let edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
@@ -210,7 +262,7 @@ impl Repo {
                     force_create_reflog: false,
                     message: message.lines().next().unwrap_or_default().into(),
                 },
-                expected: match replace {
+                expected: match expected {
                     None => PreviousValue::MustNotExist,
                     Some(old) => PreviousValue::MustExistAndMatch(Target::Object(old)),
                 },
@@ -221,13 +273,61 @@ impl Repo {
         };
         self.repo.edit_reference(edit).map_err(|err| {
             let now = self.find_ref(refname).ok().flatten();
-            if now.is_some() && now != replace {
+            if now.is_some() && now != expected {
                 Error::RefExists(refname.to_owned())
             } else {
                 Error::Gix(err)
             }
         })?;
-        Ok(commit)
+        Ok(())
+    }
+
+    /// The tree of `commit`.
+    pub fn commit_tree(&self, commit: ObjectId) -> Result<ObjectId, Error> {
+        Ok(self.repo.find_commit(commit)?.tree_id()?.detach())
+    }
+
+    /// The id of the tree at `path` in the tree of `commit`, if there is one.
+    pub fn subtree(&self, commit: ObjectId, path: &str) -> Result<Option<ObjectId>, Error> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        Ok(tree
+            .lookup_entry_by_path(path)?
+            .filter(|entry| entry.mode().is_tree())
+            .map(|entry| entry.object_id()))
+    }
+
+    /// The parents of `commit`.
+    pub fn commit_parents(&self, commit: ObjectId) -> Result<Vec<ObjectId>, Error> {
+        Ok(self
+            .repo
+            .find_commit(commit)?
+            .parent_ids()
+            .map(|id| id.detach())
+            .collect())
+    }
+
+    /// Whether `ancestor` is `commit` or one of its ancestors.
+    pub fn is_ancestor(&self, ancestor: ObjectId, commit: ObjectId) -> Result<bool, Error> {
+        if ancestor == commit {
+            return Ok(true);
+        }
+        let walk = self
+            .repo
+            .rev_walk([commit])
+            .all()
+            .map_err(gix::Error::from_error)?;
+        for info in walk {
+            if info.map_err(gix::Error::from_error)?.id == ancestor {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Who is at the keyboard, as git knows them: `Name <email>` from the configured committer.
+    pub fn identity(&self) -> String {
+        let signature = self.signature();
+        format!("{} <{}>", signature.name, signature.email)
     }
 
     fn write_file(&self, abs: &Path, mode: FileMode) -> Result<(EntryKind, ObjectId), Error> {

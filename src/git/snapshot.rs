@@ -134,8 +134,14 @@ impl Repo {
 
     /// The files of `commit`'s tree (submodules left out).
     pub fn commit_files(&self, commit: ObjectId) -> Result<Vec<Entry>, Error> {
+        self.files_under(commit, "")
+    }
+
+    /// The files under `dir` of the tree of `commit`, with paths relative to `dir`; entries that
+    /// are not files (submodules) are left out.
+    pub fn files_under(&self, commit: ObjectId, dir: &str) -> Result<Vec<Entry>, Error> {
         let mut entries = Vec::new();
-        for item in self.tree_items(commit, "")? {
+        for item in self.tree_items(commit, dir)? {
             let mode = match item.mode {
                 0o100644 => FileMode::Regular,
                 0o100755 => FileMode::Executable,

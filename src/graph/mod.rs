@@ -169,6 +169,7 @@ mod tests {
             key_cmd: None,
             files: None,
             fix: false,
+            deploy: Default::default(),
             span: 0..0,
         }
     }

@@ -12,14 +12,25 @@ pub enum JobStatus {
     Failed,
     TimedOut,
     Cancelled,
-    /// Never started: something it needs did not pass, or the run stopped first.
+    /// Never started: something it needs did not pass, or the run stopped first, or (a
+    /// deploy) a newer release was already deployed.
     Skipped,
+    /// A deploy that waits for `weir approve`; what needs it is skipped, and the run passes.
+    Waiting,
 }
 
 impl JobStatus {
     /// Whether the job's result is good: what depends on it may run.
     pub fn is_success(self) -> bool {
         matches!(self, JobStatus::Passed | JobStatus::Cached)
+    }
+
+    /// Whether the job makes its run fail.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Failed | JobStatus::TimedOut | JobStatus::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +41,7 @@ impl JobStatus {
             JobStatus::TimedOut => "timed-out",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Skipped => "skipped",
+            JobStatus::Waiting => "waiting",
         }
     }
 }
@@ -102,6 +114,8 @@ pub enum RunEvent {
         failed: usize,
         cancelled: usize,
         skipped: usize,
+        /// Deploys waiting for approval.
+        waiting: usize,
         /// The ref the run is recorded under.
         #[serde(skip_serializing_if = "Option::is_none")]
         record: Option<String>,

@@ -36,6 +36,7 @@ pub fn job_finished(
         (JobStatus::Cached, None) => format!("{job}: cached"),
         (JobStatus::Skipped, Some(reason)) => format!("{job}: skipped ({reason})"),
         (JobStatus::Skipped, None) => format!("{job}: skipped"),
+        (JobStatus::Waiting, Some(reason)) => format!("{job}: waiting ({reason})"),
         (status, Some(reason)) => {
             format!("{job}: {} ({reason}) in {took}{attempts}", status.as_str())
         }
@@ -65,6 +66,7 @@ pub fn run_finished(event: &RunEvent) -> Option<String> {
         failed,
         cancelled,
         skipped,
+        waiting,
         record,
         ..
     } = event
@@ -83,6 +85,9 @@ pub fn run_finished(event: &RunEvent) -> Option<String> {
     }
     if *skipped > 0 {
         parts.push(format!("{skipped} skipped"));
+    }
+    if *waiting > 0 {
+        parts.push(format!("{waiting} waiting for approval"));
     }
     let verdict = match outcome {
         RunOutcome::Passed => "run passed",
