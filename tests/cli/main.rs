@@ -4,6 +4,7 @@ mod cache;
 mod commands;
 mod common;
 mod config_errors;
+mod deploy;
 mod hook_safety;
 mod hooks;
 mod install;
