@@ -382,7 +382,7 @@ run = "echo $$ > $DEST/pid && exec sleep 30"
     // The environment deploys again.
     repo.write(
         ".pipeline.toml",
-        &format!(
+        format!(
             "[jobs.staging]\nenvironment = \"staging\"\nrun = \"touch {}/again\"\n",
             dest.path().display()
         ),
