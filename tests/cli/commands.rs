@@ -122,3 +122,10 @@ fn usage_errors_exit_2() {
     repo.weir(&["graph", "--format", "png"]).expect_code(2);
     repo.weir(&["--version"]).expect_code(0);
 }
+
+#[test]
+fn the_documented_example_pipeline_is_valid() {
+    let repo = TestRepo::with_pipeline(include_str!("../../.pipeline.toml.example"));
+    let run = repo.weir(&["validate"]);
+    run.expect_code(0);
+}
