@@ -166,11 +166,13 @@ impl Engine {
         options: CacheOptions,
         deploys: Deploys,
     ) -> Result<Engine, Error> {
-        let root_in_repo = pipeline
-            .root
-            .strip_prefix(repo.workdir())
-            .map(PathBuf::from)
-            .unwrap_or_default();
+        // Where the pipeline root sits in the repository's tree, whichever copy of it runs.
+        let root_in_repo = match &workspace {
+            Workspace::Worktree => pipeline.root.strip_prefix(repo.workdir()),
+            Workspace::Snapshot { root, dir, .. } => root.strip_prefix(dir),
+        }
+        .map(PathBuf::from)
+        .unwrap_or_default();
         for deploy in jobs.iter_mut().filter_map(|j| j.deploy.as_mut()) {
             deploy.dir = root_in_repo.join(&deploy.dir);
             deploy.upstream = upstream(pipeline, &deploy.name);

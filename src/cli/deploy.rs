@@ -57,7 +57,7 @@ pub enum LedgerCommand {
 
 /// `weir approve ENV`: deploys the release that waits for approval in `ENV`.
 pub fn approve(args: EnvArgs) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let env = &args.environment;
     let ledger = Ledger::new(&context.repo);
     let entries = ledger.entries(env)?;
@@ -92,7 +92,7 @@ pub fn approve(args: EnvArgs) -> Result<u8, Error> {
 
 /// `weir reject ENV`: drops the release that waits for approval in `ENV`.
 pub fn reject(args: EnvArgs) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let env = &args.environment;
     let ledger = Ledger::new(&context.repo);
     let entries = ledger.entries(env)?;
@@ -119,7 +119,7 @@ pub fn reject(args: EnvArgs) -> Result<u8, Error> {
 
 /// `weir rollback ENV [--to ENTRY]`: deploys an earlier entry's release again.
 pub fn rollback(args: RollbackArgs) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let env = &args.environment;
     let ledger = Ledger::new(&context.repo);
     let entries = ledger.entries(env)?;
@@ -162,7 +162,7 @@ pub fn rollback(args: RollbackArgs) -> Result<u8, Error> {
 
 /// `weir status`: what each environment runs, what waits for approval, what is locked.
 pub fn status() -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let ledger = Ledger::new(&context.repo);
     let mut environments: BTreeSet<String> = ledger.environments()?.into_iter().collect();
     if let Ok(pipeline) = context.pipeline() {
@@ -216,7 +216,7 @@ pub fn status() -> Result<u8, Error> {
 
 /// `weir history ENV [--verify]`.
 pub fn history(args: HistoryArgs) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let env = &args.environment;
     let ledger = Ledger::new(&context.repo);
     if args.verify {
@@ -278,7 +278,7 @@ pub fn history(args: HistoryArgs) -> Result<u8, Error> {
 
 /// `weir unlock ENV`: clears a lock whose holder died, recording the interruption.
 pub fn unlock(args: EnvArgs) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let env = &args.environment;
     let Some(holder) = lock::holder(&context.repo, env) else {
         Output.err(&format!("`{env}` is not locked"));
@@ -323,7 +323,7 @@ pub fn unlock(args: EnvArgs) -> Result<u8, Error> {
 
 /// `weir ledger push/pull`.
 pub fn ledger(command: LedgerCommand) -> Result<u8, Error> {
-    let context = Context::discover()?;
+    let context = Context::discover_allow_bare()?;
     let spec = format!("{}*:{}*", ledger::PREFIX, ledger::PREFIX);
     match command {
         LedgerCommand::Push { remote } => {

@@ -426,3 +426,52 @@ fn deploy_keys_on_a_job_without_environment_are_config_errors() {
     );
     assert!(err.contains("help:"), "{err}");
 }
+
+#[test]
+fn a_push_to_a_server_deploys_and_records_the_ledger_there() {
+    let dest = TempDir::new().expect("temp dir");
+    let repo = repo_with(&dest, "", "good v1\n");
+    let server = TempDir::new().expect("temp dir");
+    let bare = server.path().join("repo.git");
+    let bare_path = bare.display().to_string();
+    repo.git(&["init", "-q", "--bare", "-b", "main", &bare_path]);
+    let mut install = repo.weir_cmd(&["install"]);
+    install.current_dir(&bare);
+    let installed = install.output().expect("run weir install");
+    assert!(installed.status.success(), "{installed:?}");
+    repo.git(&["remote", "add", "origin", &bare_path]);
+
+    let mut cmd = std::process::Command::new("git");
+    repo.hermetic(&mut cmd);
+    let pushed = cmd
+        .args(["push", "origin", "main"])
+        .output()
+        .expect("git push");
+    let err = String::from_utf8_lossy(&pushed.stderr);
+    assert!(pushed.status.success(), "{err}");
+    assert!(
+        err.contains("remote: production: waiting"),
+        "progress reaches the pusher: {err}"
+    );
+    assert_eq!(deployed(&dest, "staging").as_deref(), Some("good v1\n"));
+
+    let mut history = repo.weir_cmd(&["history", "--verify", "staging"]);
+    history.current_dir(&bare);
+    assert!(history.output().expect("weir history").status.success());
+    // The pusher fetches the server's ledger like any other ref.
+    repo.weir(&["ledger", "pull"]).expect_code(0);
+    assert_eq!(events(&repo, "staging"), ["started", "succeeded"]);
+    assert_eq!(events(&repo, "production"), ["awaiting-approval"]);
+    // The waiting release holds the artifact at its path in the repository, and the source.
+    let tree = repo.git(&[
+        "ls-tree",
+        "-r",
+        "--name-only",
+        "refs/weir/deploy/production",
+    ]);
+    assert!(
+        tree.lines().any(|l| l == "artifact/dist/app.txt")
+            && tree.lines().any(|l| l == "source/src/app.txt"),
+        "{tree}"
+    );
+}
