@@ -167,6 +167,7 @@ mod tests {
             cache: environment.is_none(),
             key: Vec::new(),
             key_cmd: None,
+            secrets: Vec::new(),
             files: None,
             fix: false,
             span: 0..0,
@@ -180,6 +181,7 @@ mod tests {
             default_branch: None,
             env: Default::default(),
             cache: Default::default(),
+            secrets: Default::default(),
             jobs,
         }
     }
