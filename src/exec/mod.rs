@@ -3,12 +3,14 @@
 
 mod capture;
 mod keys;
+mod mask;
 mod orphans;
 mod process;
 mod scheduler;
 
 pub use capture::CappedLog;
 pub use keys::{Before, Keys, NoCache};
+pub use mask::{Masker, Patterns};
 pub use orphans::{adopt_orphans, end_orphans};
 pub use process::{GRACE, Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};
