@@ -8,7 +8,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::capture::{CappedLog, LineSplitter};
-use super::keys::{Before, Keys};
+use super::keys::{Before, Keys, Stored};
+use super::mask::{Masker, Patterns};
 use super::process::{Step, StepEnd, Stop, run_step};
 use crate::report::{JobStatus, RunEvent, RunOutcome};
 
@@ -268,9 +269,9 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
             .await
             .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
     };
-    let mut log = CappedLog::default();
-    let (key, store) = match before {
+    let (key, store, notes, secrets) = match before {
         Err(reason) => {
+            let mut log = CappedLog::default();
             log.push(format!("[weir: {reason}]\n").as_bytes());
             return JobResult {
                 name: job.name,
@@ -306,6 +307,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
             store,
             explain,
             notes,
+            secrets,
         }) => {
             if let Some(changes) = explain {
                 let _ = events.send(RunEvent::JobExplained {
@@ -314,17 +316,13 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                     changes,
                 });
             }
-            for note in notes {
-                let line = format!("[weir: {note}]");
-                log.push(format!("{line}\n").as_bytes());
-                let _ = events.send(RunEvent::JobOutput {
-                    job: job.name.clone(),
-                    line,
-                });
-            }
-            (key, store)
+            (key, store, notes, secrets)
         }
     };
+    let mut out = Capture::new(&job.name, secrets.mask, events.clone());
+    for note in notes {
+        out.note(&note, true);
+    }
     if *stop.borrow() != Stop::No {
         return JobResult {
             name: job.name,
@@ -335,8 +333,14 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
             reason: None,
             started: Some(started_at),
             duration: started.elapsed(),
-            log: log.to_bytes(),
+            log: out.log.to_bytes(),
         };
+    }
+    // The job's own variables, then its secrets, which replace any variable of the same name.
+    let mut env = job.env.clone();
+    for (name, value) in secrets.env {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
     }
     let attempts = job.retries + 1;
     let _ = events.send(RunEvent::JobStarted {
@@ -344,7 +348,6 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         attempt: 1,
         attempts,
     });
-    let mut lines = LineSplitter::default();
     let mut last = (JobStatus::Failed, None, None);
     let mut attempt = 0;
 
@@ -356,35 +359,21 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 attempt,
                 attempts,
             });
-            log.push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
+            out.note(&format!("attempt {attempt}/{attempts}"), false);
         }
         let deadline = job.timeout.map(|t| Instant::now() + t);
         last = (JobStatus::Passed, Some(0), None);
         for (number, script) in job.steps.iter().enumerate() {
-            let mut sink = |bytes: &[u8]| {
-                log.push(bytes);
-                lines.push(bytes, |line| {
-                    let _ = events.send(RunEvent::JobOutput {
-                        job: job.name.clone(),
-                        line,
-                    });
-                });
-            };
-            sink(format!("$ {script}\n").as_bytes());
+            out.output(format!("$ {script}\n").as_bytes());
             let step = Step {
                 shell: &job.shell,
                 script,
                 cwd: &job.cwd,
-                env: &job.env,
+                env: &env,
                 deadline,
             };
-            let end = run_step(&step, &mut stop, &mut sink).await;
-            lines.finish(|line| {
-                let _ = events.send(RunEvent::JobOutput {
-                    job: job.name.clone(),
-                    line,
-                });
-            });
+            let end = run_step(&step, &mut stop, &mut |bytes: &[u8]| out.output(bytes)).await;
+            out.end_of_stream();
             let step_label = if job.steps.len() > 1 {
                 format!(" in step {}", number + 1)
             } else {
@@ -424,9 +413,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                     )),
                 ),
             };
-            log.push(
-                format!("[weir: {}]\n", last.2.as_deref().unwrap_or(last.0.as_str())).as_bytes(),
-            );
+            out.note(last.2.as_deref().unwrap_or(last.0.as_str()), false);
             break;
         }
         let retry =
@@ -438,21 +425,24 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
     let (status, exit_code, reason) = last;
     let duration = started.elapsed();
     if status == JobStatus::Passed && store {
-        let bytes = log.to_bytes();
+        let bytes = out.log.to_bytes();
         let stored = {
             let key = key.clone();
             tokio::task::spawn_blocking(move || keys.after(index, &key, &bytes, duration))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
         };
-        if let Err(err) = stored {
+        match stored {
+            Ok(Stored::Done) => {}
+            Ok(Stored::Refused { warning }) => {
+                out.note(&format!("warning: {warning}"), false);
+                let _ = events.send(RunEvent::JobWarning {
+                    job: job.name.clone(),
+                    message: out.masked(&warning),
+                });
+            }
             // The job passed; failing to cache it only costs a rerun next time.
-            let line = format!("[weir: could not store the result: {err}]");
-            log.push(format!("{line}\n").as_bytes());
-            let _ = events.send(RunEvent::JobOutput {
-                job: job.name.clone(),
-                line,
-            });
+            Err(err) => out.note(&format!("could not store the result: {err}"), true),
         }
     }
     JobResult {
@@ -468,6 +458,102 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         reason,
         started: Some(started_at),
         duration,
-        log: log.to_bytes(),
+        log: out.log.to_bytes(),
+    }
+}
+
+/// A job's output on its way out: masked for secrets first, then kept in the capped log and
+/// sent line by line to the reporter, so nothing unmasked reaches a terminal, an event or a
+/// stored log.
+struct Capture {
+    job: String,
+    log: CappedLog,
+    lines: LineSplitter,
+    masker: Option<Masker>,
+    patterns: Option<Arc<Patterns>>,
+    events: mpsc::UnboundedSender<RunEvent>,
+}
+
+impl Capture {
+    fn new(
+        job: &str,
+        patterns: Option<Arc<Patterns>>,
+        events: mpsc::UnboundedSender<RunEvent>,
+    ) -> Capture {
+        Capture {
+            job: job.to_owned(),
+            log: CappedLog::default(),
+            lines: LineSplitter::default(),
+            masker: patterns.clone().map(Masker::new),
+            patterns,
+            events,
+        }
+    }
+
+    /// Bytes of a step's output, as they arrive.
+    fn output(&mut self, bytes: &[u8]) {
+        self.pass(bytes, false);
+    }
+
+    /// The step's output ended: what the masker held back, then the last partial line.
+    fn end_of_stream(&mut self) {
+        self.pass(&[], true);
+        let Capture {
+            job, lines, events, ..
+        } = self;
+        lines.finish(|line| {
+            let _ = events.send(RunEvent::JobOutput {
+                job: job.clone(),
+                line,
+            });
+        });
+    }
+
+    fn pass(&mut self, bytes: &[u8], end: bool) {
+        let Capture {
+            job,
+            log,
+            lines,
+            masker,
+            events,
+            ..
+        } = self;
+        let mut pass = |bytes: &[u8]| {
+            log.push(bytes);
+            lines.push(bytes, |line| {
+                let _ = events.send(RunEvent::JobOutput {
+                    job: job.clone(),
+                    line,
+                });
+            });
+        };
+        match masker {
+            Some(masker) => {
+                masker.push(bytes, &mut pass);
+                if end {
+                    masker.finish(&mut pass);
+                }
+            }
+            None => pass(bytes),
+        }
+    }
+
+    /// One of weir's own notes, `[weir: …]` in the log; `show` also sends it as output.
+    fn note(&mut self, text: &str, show: bool) {
+        let line = format!("[weir: {}]", self.masked(text));
+        self.log.push(format!("{line}\n").as_bytes());
+        if show {
+            let _ = self.events.send(RunEvent::JobOutput {
+                job: self.job.clone(),
+                line,
+            });
+        }
+    }
+
+    fn masked(&self, text: &str) -> String {
+        match &self.patterns {
+            Some(patterns) => patterns.mask_str(text),
+            None => text.to_owned(),
+        }
     }
 }
