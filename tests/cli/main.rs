@@ -10,3 +10,4 @@ mod install;
 mod process;
 mod records;
 mod run;
+mod secrets;
