@@ -1,15 +1,16 @@
 //! Ties keys and the cache store to the scheduler: for each planned job, which files it reads,
-//! its manifest and key, whether a stored result can be restored, and storing new results.
+//! its manifest and key, whether a stored result can be restored, reading its secrets when it is
+//! about to run, and storing new results (never one whose outputs hold a secret value).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::config::{CachePull, Job, Pipeline};
+use crate::config::{CachePull, Job, Pipeline, SecretSource};
 use crate::deploy::{Artifact, DeployJob, Deploys};
-use crate::exec::{Before, Finished, Keys, Recovery};
+use crate::exec::{self, Before, Finished, JobSecrets, Keys, Patterns, Recovery, Secret, Stored};
 use crate::git::{Entry, IndexSnapshot, Query, Repo, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
@@ -59,6 +60,10 @@ pub struct JobSpec {
     cache: bool,
     /// For a deploy job: what deploying needs.
     deploy: Option<DeployJob>,
+    /// The secrets the job lists, with where each is read from.
+    secrets: Vec<(String, SecretSource)>,
+    /// The pipeline root, which secret files are relative to (a snapshot has none of them).
+    secrets_root: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,13 +91,28 @@ pub struct Engine {
     stats: OnceLock<StatCache>,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
-    manifests: Mutex<Vec<Option<String>>>,
+    pending: Mutex<Vec<Option<Pending>>>,
+    /// Every secret value read in this run, and the patterns that mask them all.
+    revealed: Mutex<Revealed>,
     /// The run's deploy jobs: locks held, ledger entries started.
     deploys: Deploys,
     /// The pipeline root relative to the repository root: where artifact paths start.
     root_in_repo: PathBuf,
     /// The key of each job computed so far, by name: the keys a deploy's artifact records.
     keys: Mutex<BTreeMap<String, String>>,
+}
+
+/// What `after` needs from `before` for a job that runs.
+struct Pending {
+    manifest: String,
+    /// The secrets its outputs must not hold.
+    mask: Option<Arc<Patterns>>,
+}
+
+#[derive(Default)]
+struct Revealed {
+    secrets: Vec<Secret>,
+    mask: Option<Arc<Patterns>>,
 }
 
 impl JobSpec {
@@ -102,14 +122,21 @@ impl JobSpec {
         shell: PathBuf,
         cwd: PathBuf,
         env: Vec<(String, std::ffi::OsString)>,
-        pipeline_env: &std::collections::BTreeMap<String, String>,
+        pipeline: &Pipeline,
     ) -> Result<JobSpec, Error> {
         let glob_err = |source| Error::Glob {
             job: job.name.clone(),
             source,
         };
-        let mut declared = pipeline_env.clone();
+        let mut declared = pipeline.env.clone();
         declared.extend(job.env.clone());
+        let secrets: Vec<(String, SecretSource)> = job
+            .secrets
+            .iter()
+            .filter_map(|name| Some((name.clone(), pipeline.secrets.get(name)?.clone())))
+            .collect();
+        let mut secret_names = job.secrets.clone();
+        secret_names.sort();
         Ok(JobSpec {
             name: job.name.clone(),
             base: Manifest {
@@ -118,7 +145,7 @@ impl JobSpec {
                 dir: job.dir.to_string_lossy().into_owned(),
                 steps: job.steps.clone(),
                 env: declared,
-                secrets: Vec::new(),
+                secrets: secret_names,
                 needs: Default::default(),
                 platform: Manifest::this_platform(),
                 extra: job.key.clone(),
@@ -143,6 +170,8 @@ impl JobSpec {
                 dir: job.dir.clone(),
                 upstream: Vec::new(),
             }),
+            secrets,
+            secrets_root: pipeline.root.clone(),
         })
     }
 }
@@ -194,7 +223,8 @@ impl Engine {
             repo: Mutex::new(repo),
             root,
             index,
-            manifests: Mutex::new(vec![None; jobs.len()]),
+            pending: Mutex::new((0..jobs.len()).map(|_| None).collect()),
+            revealed: Mutex::default(),
             stats: OnceLock::new(),
             jobs,
             options,
@@ -269,11 +299,44 @@ impl Engine {
             })
             .collect();
         if let Some(cmd) = &spec.key_cmd {
-            manifest
-                .extra
-                .push(format!("key_cmd: {}", self.key_cmd(spec, cmd)?));
+            // `key_cmd` runs without the job's secrets, but whatever it prints goes into a key
+            // and a stored manifest: mask it with them (read here for that) and every other
+            // value read so far.
+            let mask = self.reveal(job)?.mask;
+            let masked = |text: String| match &mask {
+                Some(mask) => mask.mask_str(&text),
+                None => text,
+            };
+            let output = self.key_cmd(spec, cmd).map_err(masked)?;
+            manifest.extra.push(format!("key_cmd: {}", masked(output)));
         }
         Ok(manifest)
+    }
+
+    /// Reads job `job`'s secrets, as it is about to run: the variables it gets, and the
+    /// patterns of every secret value read in the run so far, its own included.
+    fn reveal(&self, job: usize) -> Result<JobSecrets, String> {
+        let spec = &self.jobs[job];
+        let mut revealed = lock(&self.revealed);
+        let mut env = Vec::with_capacity(spec.secrets.len());
+        let mut new = false;
+        for (name, source) in &spec.secrets {
+            let secret = exec::resolve_secret(name, source, &spec.secrets_root)
+                .map_err(|e| e.to_string())?;
+            env.push((name.clone(), secret.env_value()));
+            if !revealed.secrets.iter().any(|s| s.value == secret.value) {
+                revealed.secrets.push(secret);
+                new = true;
+            }
+        }
+        if new {
+            let values = revealed.secrets.iter().map(|s| s.value.as_slice());
+            revealed.mask = Some(Arc::new(Patterns::new(values)?));
+        }
+        Ok(JobSecrets {
+            env,
+            mask: revealed.mask.clone(),
+        })
     }
 
     fn key_cmd(&self, spec: &JobSpec, cmd: &str) -> Result<String, String> {
@@ -346,9 +409,13 @@ impl Keys for Engine {
     fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
         let spec = &self.jobs[job];
         if let Some(deploy) = &spec.deploy {
-            return self
-                .deploys
-                .before(&self.repo(), job, deploy, || self.artifact(deploy));
+            return self.deploys.before(
+                &self.repo(),
+                job,
+                deploy,
+                || self.artifact(deploy),
+                || self.reveal(job),
+            );
         }
         let manifest = self.manifest(job, needs)?;
         let key = manifest.key();
@@ -359,6 +426,7 @@ impl Keys for Engine {
                 store: false,
                 explain: None,
                 notes: Vec::new(),
+                secrets: self.reveal(job)?,
             });
         }
         let mut notes = Vec::new();
@@ -382,18 +450,29 @@ impl Keys for Engine {
             }
         }
         let explain = self.options.explain.then(|| self.explain(job, &manifest));
-        if let Some(slot) = lock(&self.manifests).get_mut(job) {
-            *slot = Some(manifest.encode());
+        let secrets = self.reveal(job)?;
+        if let Some(slot) = lock(&self.pending).get_mut(job) {
+            *slot = Some(Pending {
+                manifest: manifest.encode(),
+                mask: secrets.mask.clone(),
+            });
         }
         Ok(Before::Run {
             key,
             store: true,
             explain,
             notes,
+            secrets,
         })
     }
 
-    fn after(&self, job: usize, key: &str, log: &[u8], duration: Duration) -> Result<(), String> {
+    fn after(
+        &self,
+        job: usize,
+        key: &str,
+        log: &[u8],
+        duration: Duration,
+    ) -> Result<Stored, String> {
         let spec = &self.jobs[job];
         if spec.fix
             && self.index.is_synced()
@@ -401,14 +480,30 @@ impl Keys for Engine {
         {
             // A fixer that changed files has not passed this content: it must run again next
             // time, or its fix would be skipped.
-            return Ok(());
+            return Ok(Stored::Done);
         }
         let repo = self.repo();
         let files = self.outputs(&repo, spec)?;
-        let manifest = lock(&self.manifests)
+        let Pending { manifest, mask } = lock(&self.pending)
             .get_mut(job)
             .and_then(Option::take)
             .ok_or("the job's manifest is gone")?;
+        if let Some(mask) = mask {
+            let holding = files_holding(&mask, &self.root, &files)?;
+            if !holding.is_empty() {
+                let (noun, verb) = if holding.len() == 1 {
+                    ("output", "contains")
+                } else {
+                    ("outputs", "contain")
+                };
+                return Ok(Stored::Refused {
+                    warning: format!(
+                        "not cached: its {noun} {} {verb} a secret value",
+                        holding.join(", ")
+                    ),
+                });
+            }
+        }
         Cache::new(&repo)
             .store(&NewEntry {
                 job: &spec.name,
@@ -420,7 +515,7 @@ impl Keys for Engine {
                 outputs: &files,
                 replace: self.options.no_cache,
             })
-            .map(|_| ())
+            .map(|_| Stored::Done)
             .map_err(|e| e.to_string())
     }
 
@@ -431,6 +526,31 @@ impl Keys for Engine {
     fn finished(&self, job: usize, end: &Finished) -> Result<(), String> {
         self.deploys.finished(&self.repo(), job, end)
     }
+}
+
+/// The paths of `files` (under `root`) whose content, or link target, matches `mask`.
+fn files_holding(
+    mask: &Patterns,
+    root: &Path,
+    files: &[crate::git::FileId],
+) -> Result<Vec<String>, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut holding = Vec::new();
+    for file in files {
+        let abs = root.join(&file.path);
+        let cannot = |e: std::io::Error| format!("cannot read {}: {e}", abs.display());
+        let found = if file.mode == crate::git::FileMode::Symlink {
+            let target = std::fs::read_link(&abs).map_err(cannot)?;
+            mask.found_in(&target.into_os_string().into_vec()[..])
+        } else {
+            mask.found_in(std::fs::File::open(&abs).map_err(cannot)?)
+        }
+        .map_err(cannot)?;
+        if found {
+            holding.push(file.path.clone());
+        }
+    }
+    Ok(holding)
 }
 
 impl Engine {

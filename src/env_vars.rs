@@ -41,3 +41,13 @@ pub fn git_index_file() -> Option<std::path::PathBuf> {
     )]
     std::env::var_os("GIT_INDEX_FILE").map(std::path::PathBuf::from)
 }
+
+/// The variable a `[secrets]` entry names (`{ env = "VAR" }`), read only when a job that lists
+/// the secret is about to run.
+pub fn secret(var: &str) -> Option<OsString> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place env is read"
+    )]
+    std::env::var_os(var)
+}

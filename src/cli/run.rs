@@ -269,7 +269,7 @@ pub(super) fn prepare(
             planned.shell.clone(),
             planned.cwd.clone(),
             planned.env.clone(),
-            &pipeline.env,
+            pipeline,
         )?;
         if let Some(selected) = files.get(&job.name) {
             let quoted = crate::trigger::hook::shell_quote(selected);

@@ -11,12 +11,12 @@ use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, Diagnostics};
-use super::model::{CachePull, CacheSettings, Deploy, Event, Job, Pipeline};
+use super::model::{CachePull, CacheSettings, Deploy, Event, Job, Pipeline, SecretSource};
 
 /// The config file's name, looked for in the working directory and its parents.
 pub const FILE_NAME: &str = ".pipeline.toml";
 
-const TOP_KEYS: &[&str] = &["pipeline", "env", "jobs", "cache"];
+const TOP_KEYS: &[&str] = &["pipeline", "env", "jobs", "cache", "secrets"];
 const PIPELINE_KEYS: &[&str] = &["default_branch"];
 const CACHE_KEYS: &[&str] = &["remote", "pull"];
 const PULL_MODES: [(&str, CachePull); 2] =
@@ -40,7 +40,9 @@ const JOB_KEYS: &[&str] = &[
     "cache",
     "key",
     "key_cmd",
+    "secrets",
 ];
+const SECRET_KEYS: &[&str] = &["env", "file"];
 const MAX_RETRIES: i64 = 100;
 const MAX_NAME_LEN: usize = 100;
 const NAME_HINT: &str = "names may contain ASCII letters, digits, `_`, `.` and `-`, must start with \
@@ -48,6 +50,10 @@ const NAME_HINT: &str = "names may contain ASCII letters, digits, `_`, `.` and `
 const EMPTY_JOBS_HINT: &str = "add a job, e.g. `[jobs.build]` with `run = \"make\"`";
 const DURATION_HINT: &str = "e.g. \"90s\", \"10m\", \"1h\"";
 const GLOB_ROOT_HINT: &str = "globs are relative to the directory holding .pipeline.toml";
+const ENV_NAME_HINT: &str =
+    "names use ASCII letters, digits and `_`, and do not start with a digit";
+const SECRET_SOURCE_HINT: &str =
+    "give exactly one source: `{ env = \"VAR\" }` or `{ file = \"path\" }`";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -148,6 +154,8 @@ pub fn parse(
     let mut checker = Checker {
         root,
         diagnostics: Vec::new(),
+        secret_names: declared_secrets(doc.get_ref()),
+        secrets: BTreeMap::new(),
     };
     let (default_branch, env, cache, jobs) = checker.document(doc.get_ref());
     if !checker.diagnostics.is_empty() {
@@ -159,8 +167,25 @@ pub fn parse(
         default_branch,
         env,
         cache,
+        secrets: checker.secrets,
         jobs,
     })
+}
+
+/// The names `[secrets]` declares, known before any job is checked whatever the table order.
+fn declared_secrets(doc: &DeTable<'_>) -> Vec<String> {
+    doc.iter()
+        .find(|(key, _)| key.get_ref().as_ref() == "secrets")
+        .and_then(|(_, value)| match value.get_ref() {
+            DeValue::Table(table) => Some(
+                table
+                    .keys()
+                    .map(|k| k.get_ref().as_ref().to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 fn syntax_error(text: &str, e: &toml::de::Error) -> Diagnostic {
@@ -198,6 +223,9 @@ struct Checked {
 struct Checker<'a> {
     root: &'a Path,
     diagnostics: Vec<Diagnostic>,
+    /// Every name in `[secrets]`, valid or not, for checking jobs' `secrets`.
+    secret_names: Vec<String>,
+    secrets: BTreeMap<String, SecretSource>,
 }
 
 type Env = BTreeMap<String, String>;
@@ -216,6 +244,7 @@ impl Checker<'_> {
             match key.get_ref().as_ref() {
                 "pipeline" => default_branch = self.pipeline_section(value),
                 "env" => env = self.env(value, "`env`"),
+                "secrets" => self.secrets_section(value),
                 "jobs" => jobs = Some(self.jobs(key, value)),
                 "cache" => cache = self.cache_section(value),
                 _ => self.unknown_key(key, TOP_KEYS, "at the top level"),
@@ -354,9 +383,7 @@ impl Checker<'_> {
                         format!("invalid environment variable name `{name}` in {what}"),
                         key.span(),
                     )
-                    .with_hint(
-                        "names use ASCII letters, digits and `_`, and do not start with a digit",
-                    ),
+                    .with_hint(ENV_NAME_HINT),
                 );
             }
             match value.get_ref() {
@@ -382,6 +409,161 @@ impl Checker<'_> {
             }
         }
         env
+    }
+
+    /// `[secrets]`: `NAME = { env = "VAR" }` or `NAME = { file = "path" }`. Only where each value
+    /// comes from is checked: values are read when a job that lists the secret runs.
+    fn secrets_section(&mut self, value: &Spanned<DeValue<'_>>) {
+        let Some(table) = self.table("`secrets`", value) else {
+            return;
+        };
+        for (key, value) in table {
+            let name = key.get_ref().as_ref();
+            if !is_env_name(name) {
+                self.push(
+                    Diagnostic::new(format!("invalid secret name `{name}`"), key.span()).with_hint(
+                        format!(
+                            "a secret reaches its jobs as the variable of its name: {ENV_NAME_HINT}"
+                        ),
+                    ),
+                );
+            }
+            if let Some(source) = self.secret_source(name, value) {
+                self.secrets.insert(name.to_owned(), source);
+            }
+        }
+    }
+
+    fn secret_source(&mut self, name: &str, value: &Spanned<DeValue<'_>>) -> Option<SecretSource> {
+        let DeValue::Table(table) = value.get_ref() else {
+            // Never echo the value: a string here is most likely the secret itself.
+            self.push(
+                Diagnostic::new(
+                    format!(
+                        "secret `{name}` must be a table, found {}",
+                        article(value.get_ref().type_str())
+                    ),
+                    value.span(),
+                )
+                .with_hint(format!(
+                    "say where the value is read from: `{name} = {{ env = \"{name}\" }}` or \
+                     `{name} = {{ file = \"path\" }}`; never write the value in .pipeline.toml"
+                )),
+            );
+            return None;
+        };
+        let mut source = None;
+        let mut bad = false;
+        for (k, v) in table {
+            let field = k.get_ref().as_ref();
+            let what = format!("`{field}` of secret `{name}`");
+            let found = match field {
+                "env" => self.secret_env(&what, v),
+                "file" => self.secret_file(&what, v),
+                _ => {
+                    self.unknown_key(k, SECRET_KEYS, &format!("in secret `{name}`"));
+                    bad = true;
+                    continue;
+                }
+            };
+            if source.is_some() {
+                self.push(
+                    Diagnostic::new(
+                        format!("secret `{name}` has more than one source"),
+                        k.span(),
+                    )
+                    .with_hint(SECRET_SOURCE_HINT),
+                );
+                bad = true;
+            }
+            match found {
+                Some(found) => source = source.or(Some(found)),
+                None => bad = true,
+            }
+        }
+        if table.is_empty() {
+            self.push(
+                Diagnostic::new(format!("secret `{name}` has no source"), value.span())
+                    .with_hint(SECRET_SOURCE_HINT),
+            );
+        }
+        source.filter(|_| !bad)
+    }
+
+    fn secret_env(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<SecretSource> {
+        let var = self.string(what, value)?;
+        if !is_env_name(var) {
+            self.push(
+                Diagnostic::new(
+                    format!("invalid environment variable name `{var}` in {what}"),
+                    value.span(),
+                )
+                .with_hint(ENV_NAME_HINT),
+            );
+            return None;
+        }
+        Some(SecretSource::Env(var.to_owned()))
+    }
+
+    fn secret_file(&mut self, what: &str, value: &Spanned<DeValue<'_>>) -> Option<SecretSource> {
+        let path = self.string(what, value)?;
+        let problem = if path.is_empty() {
+            "it is empty"
+        } else if Path::new(path).is_absolute() {
+            "it is an absolute path"
+        } else {
+            return Some(SecretSource::File(PathBuf::from(path)));
+        };
+        self.push(
+            Diagnostic::new(
+                format!("invalid path `{path}` in {what}: {problem}"),
+                value.span(),
+            )
+            .with_hint(
+                "give a path relative to the directory holding .pipeline.toml, \
+                     e.g. `file = \".secrets/token\"` (keep it out of git)",
+            ),
+        );
+        None
+    }
+
+    /// A job's `secrets`: names declared in `[secrets]`, each once.
+    fn job_secrets(&mut self, job: &str, value: &Spanned<DeValue<'_>>) -> Vec<String> {
+        let what = format!("`secrets` in job `{job}`");
+        let Some(entries) = self.array("secrets", &what, "an array of secret names", value) else {
+            return Vec::new();
+        };
+        let mut secrets: Vec<String> = Vec::new();
+        for entry in entries {
+            let Some(name) = self.string(&format!("each entry of {what}"), entry) else {
+                continue;
+            };
+            if !self.secret_names.iter().any(|s| s == name) {
+                let declared = self.secret_names.iter().map(String::as_str);
+                let hint = match suggest(name, declared.clone()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if self.secret_names.is_empty() => {
+                        format!("declare it in `[secrets]`, e.g. `{name} = {{ env = \"{name}\" }}`")
+                    }
+                    None => format!("secrets in this file: {}", backticked(declared)),
+                };
+                self.push(
+                    Diagnostic::new(
+                        format!("unknown secret `{name}` in `secrets` of job `{job}`"),
+                        entry.span(),
+                    )
+                    .with_hint(hint),
+                );
+            } else if secrets.iter().any(|s| s == name) {
+                self.push(Diagnostic::new(
+                    format!("secret `{name}` is listed twice in `secrets` of job `{job}`"),
+                    entry.span(),
+                ));
+            } else {
+                secrets.push(name.to_owned());
+            }
+        }
+        secrets
     }
 
     fn jobs(&mut self, key: &Spanned<DeString<'_>>, value: &Spanned<DeValue<'_>>) -> Vec<Checked> {
@@ -441,6 +623,7 @@ impl Checker<'_> {
             cache: true,
             key: Vec::new(),
             key_cmd: None,
+            secrets: Vec::new(),
             files: None,
             fix: false,
             deploy: Deploy::default(),
@@ -488,6 +671,7 @@ impl Checker<'_> {
                         "a command whose output goes into the key, e.g. `key_cmd = \"rustc --version\"`",
                     );
                 }
+                "secrets" => job.secrets = self.job_secrets(name, v),
                 "files" => job.files = self.globs(field, &what, v),
                 "fix" => job.fix = self.boolean(field, &what, v).unwrap_or(false),
                 "approval" => {
@@ -2094,6 +2278,111 @@ run = "./deploy.sh"
                 ".pipeline.toml:11:7\n",
                 "5 errors in .pipeline.toml",
             ],
+        );
+    }
+
+    #[test]
+    fn secrets_and_the_jobs_that_list_them_become_the_model() {
+        // `[secrets]` after the jobs that use it: table order does not matter.
+        let src = r#"
+[jobs.deploy]
+run = "./deploy.sh"
+secrets = ["TOKEN", "SSH_KEY"]
+
+[jobs.build]
+run = "make"
+
+[secrets]
+TOKEN = { env = "DEPLOY_TOKEN" }
+
+[secrets.SSH_KEY]
+file = ".secrets/id_ed25519"
+"#;
+        let p = valid(src);
+        assert_eq!(
+            p.secrets,
+            BTreeMap::from([
+                (
+                    "SSH_KEY".to_owned(),
+                    SecretSource::File(PathBuf::from(".secrets/id_ed25519"))
+                ),
+                (
+                    "TOKEN".to_owned(),
+                    SecretSource::Env("DEPLOY_TOKEN".to_owned())
+                ),
+            ])
+        );
+        assert_eq!(p.job("deploy").unwrap().secrets, ["TOKEN", "SSH_KEY"]);
+        assert!(p.job("build").unwrap().secrets.is_empty());
+    }
+
+    #[test]
+    fn secret_sources_are_checked_without_echoing_values() {
+        let src = r#"[secrets]
+TOKEN = "hunter2-value"
+1BAD = { env = "X" }
+BOTH = { env = "B", file = "b" }
+NONE = {}
+ODD = { env = "O", path = "o" }
+VAR = { env = "MY-VAR" }
+ABS = { file = "/etc/token" }
+EMPTY = { file = "" }
+[jobs.a]
+run = "x"
+"#;
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: secret `TOKEN` must be a table, found a string\n",
+                ".pipeline.toml:2:9\n",
+                "= help: say where the value is read from: `TOKEN = { env = \"TOKEN\" }` or \
+                 `TOKEN = { file = \"path\" }`; never write the value in .pipeline.toml\n",
+                "error: invalid secret name `1BAD`\n",
+                ".pipeline.toml:3:1\n",
+                "error: secret `BOTH` has more than one source\n",
+                ".pipeline.toml:4:21\n",
+                "error: secret `NONE` has no source\n",
+                ".pipeline.toml:5:8\n",
+                "error: unknown key `path` in secret `ODD`\n",
+                ".pipeline.toml:6:20\n",
+                "= help: valid keys here: `env`, `file`\n",
+                "error: invalid environment variable name `MY-VAR` in `env` of secret `VAR`\n",
+                "error: invalid path `/etc/token` in `file` of secret `ABS`: it is an absolute path\n",
+                "error: invalid path `` in `file` of secret `EMPTY`: it is empty\n",
+                "8 errors in .pipeline.toml",
+            ],
+        );
+        // The hint for a string must not repeat what may be the secret itself.
+        assert_eq!(out.matches("hunter2-value").count(), 1, "{out}");
+    }
+
+    #[test]
+    fn a_job_lists_only_declared_secrets_once() {
+        let src = "[secrets]\nDEPLOY_TOKEN = { env = \"T\" }\n\n\
+                   [jobs.a]\nrun = \"x\"\nsecrets = [\"DEPLOY_TOKN\", \"DEPLOY_TOKEN\", \"DEPLOY_TOKEN\"]\n\
+                   [jobs.b]\nrun = \"x\"\nsecrets = \"DEPLOY_TOKEN\"\n\
+                   [jobs.c]\nrun = \"x\"\nsecrets = [\"AWS\"]\n";
+        let out = errors(src);
+        assert_has(
+            &out,
+            &[
+                "error: unknown secret `DEPLOY_TOKN` in `secrets` of job `a`\n",
+                ".pipeline.toml:6:12\n",
+                "= help: did you mean `DEPLOY_TOKEN`?\n",
+                "error: secret `DEPLOY_TOKEN` is listed twice in `secrets` of job `a`\n",
+                ".pipeline.toml:6:43\n",
+                "error: `secrets` in job `b` must be an array, found a string\n",
+                "= help: use a list: `secrets = [\"DEPLOY_TOKEN\"]`\n",
+                "error: unknown secret `AWS` in `secrets` of job `c`\n",
+                "= help: secrets in this file: `DEPLOY_TOKEN`\n",
+                "4 errors in .pipeline.toml",
+            ],
+        );
+        let out = errors("[jobs.a]\nrun = \"x\"\nsecrets = [\"TOKEN\"]\n");
+        assert_has(
+            &out,
+            &["= help: declare it in `[secrets]`, e.g. `TOKEN = { env = \"TOKEN\" }`"],
         );
     }
 

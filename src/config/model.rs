@@ -59,6 +59,9 @@ pub struct Pipeline {
     pub env: BTreeMap<String, String>,
     /// `[cache]`.
     pub cache: CacheSettings,
+    /// `[secrets]`: where each secret's value comes from. Values are never read here: only
+    /// when a job that lists the secret is about to run.
+    pub secrets: BTreeMap<String, SecretSource>,
     /// Jobs in the order the file declares them.
     pub jobs: Vec<Job>,
 }
@@ -79,6 +82,15 @@ pub enum CachePull {
     Never,
     /// Before running a job whose key has no local entry, fetch just that key's ref.
     OnMiss,
+}
+
+/// Where a secret's value is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable of weir's own environment.
+    Env(String),
+    /// A file, relative to the pipeline root.
+    File(PathBuf),
 }
 
 impl Pipeline {
@@ -113,6 +125,8 @@ pub struct Job {
     pub key: Vec<String>,
     /// A command whose output is part of the key, e.g. a tool's version (`key_cmd`).
     pub key_cmd: Option<String>,
+    /// Names from `[secrets]` the job receives as environment variables (`secrets = [...]`).
+    pub secrets: Vec<String>,
     /// pre-commit: globs of staged files that select the job; `{files}` in its steps expands
     /// to the matching staged files. `None`: the job always runs.
     pub files: Option<Vec<String>>,

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use gix::ObjectId;
 
-use crate::exec::{Before, Finished, Recovery, Rollback};
+use crate::exec::{Before, Finished, JobSecrets, Recovery, Rollback};
 use crate::git::{Entry as FileEntry, Repo};
 use crate::report::JobStatus;
 use crate::store::ledger::{self, ArtifactFile, Event, Ledger, NewRecord, Release, State};
@@ -82,13 +82,14 @@ impl Deploys {
     /// Before deploy job `index` runs: takes the environment's lock (or asks to wait for it),
     /// skips a superseded release, stops at an approval gate, and records the start.
     /// `artifact` gives the keys of the jobs upstream and the files they produced (only asked
-    /// in [`Mode::Normal`]).
+    /// in [`Mode::Normal`]); `secrets` reads the job's secrets (only asked when it will run).
     pub fn before(
         &self,
         repo: &Repo,
         index: usize,
         job: &DeployJob,
         artifact: impl FnOnce() -> Result<Artifact, String>,
+        secrets: impl FnOnce() -> Result<JobSecrets, String>,
     ) -> Result<Before, String> {
         let env = &job.environment;
         let lock = match lock::try_lock(repo, env, &self.run, &job.name).map_err(err)? {
@@ -116,7 +117,7 @@ impl Deploys {
                 ));
             }
         };
-        self.deploy_locked(repo, index, job, artifact, lock)
+        self.deploy_locked(repo, index, job, artifact, secrets, lock)
     }
 
     fn deploy_locked(
@@ -125,6 +126,7 @@ impl Deploys {
         index: usize,
         job: &DeployJob,
         artifact: impl FnOnce() -> Result<Artifact, String>,
+        secrets: impl FnOnce() -> Result<JobSecrets, String>,
         lock: EnvLock,
     ) -> Result<Before, String> {
         let env = &job.environment;
@@ -226,6 +228,11 @@ impl Deploys {
                 ),
             });
         }
+        // Read only now: a release waiting for approval does not need the values here.
+        let secrets = match secrets() {
+            Ok(secrets) => secrets,
+            Err(e) => return fail(lock, e),
+        };
         let started = match append(Event::Started, of, detail) {
             Ok(started) => started,
             Err(e) => return fail(lock, e),
@@ -244,6 +251,7 @@ impl Deploys {
             key: String::new(),
             store: false,
             explain: None,
+            secrets,
             notes: vec![format!(
                 "deploying {} to `{env}` (ledger entry #{})",
                 short(self.release_commit(index)),

@@ -1,6 +1,9 @@
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::mask::Patterns;
 use crate::report::JobStatus;
 
 /// What the scheduler asks before and after running a job: its key, a stored result to restore
@@ -12,7 +15,13 @@ pub trait Keys: Send + Sync + 'static {
     fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String>;
 
     /// Stores the result of job `job`, which just passed. Blocking.
-    fn after(&self, job: usize, key: &str, log: &[u8], duration: Duration) -> Result<(), String>;
+    fn after(
+        &self,
+        job: usize,
+        key: &str,
+        log: &[u8],
+        duration: Duration,
+    ) -> Result<Stored, String>;
 
     /// For a deploy job that failed without a `rollback` command: how to redeploy what was
     /// there before, if anything was. Blocking.
@@ -28,17 +37,19 @@ pub trait Keys: Send + Sync + 'static {
 }
 
 /// What to do with a job.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Before {
     /// Its stored result was restored: do not run it.
     Hit { key: String, restored: usize },
     /// Run it. `store` says whether to keep the result; `explain` why there was nothing
-    /// stored (only when asked for); `notes` are things the user should read in its log.
+    /// stored (only when asked for); `notes` are things the user should read in its log;
+    /// `secrets` what it receives and what its output must not show.
     Run {
         key: String,
         store: bool,
         explain: Option<Vec<String>>,
         notes: Vec<String>,
+        secrets: JobSecrets,
     },
     /// Do not run it, and not what needs it either, without failing the run: it waits for
     /// something outside the run (an approval), or has nothing left to do (a superseded deploy).
@@ -75,6 +86,36 @@ pub enum Rollback {
     Failed,
 }
 
+/// A job's secrets, read just before it runs.
+#[derive(Clone, Default)]
+pub struct JobSecrets {
+    /// Added to the job's environment: each secret it lists, as a variable of its name.
+    pub env: Vec<(String, OsString)>,
+    /// What to mask in its output: every secret value read so far in the run. `None` when
+    /// there is none.
+    pub mask: Option<Arc<Patterns>>,
+}
+
+// By hand, so that no debug print shows a value.
+impl std::fmt::Debug for JobSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.env.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("JobSecrets")
+            .field("names", &names)
+            .field("mask", &self.mask)
+            .finish()
+    }
+}
+
+/// Whether a passed job's result was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Stored, or skipped with nothing to say (a fixer that changed files runs again anyway).
+    Done,
+    /// Deliberately not stored; the warning says why and is shown to the user.
+    Refused { warning: String },
+}
+
 /// Keys for runs that do not cache: every job runs, nothing is stored.
 pub struct NoCache;
 
@@ -85,10 +126,11 @@ impl Keys for NoCache {
             store: false,
             explain: None,
             notes: Vec::new(),
+            secrets: JobSecrets::default(),
         })
     }
 
-    fn after(&self, _: usize, _: &str, _: &[u8], _: Duration) -> Result<(), String> {
-        Ok(())
+    fn after(&self, _: usize, _: &str, _: &[u8], _: Duration) -> Result<Stored, String> {
+        Ok(Stored::Done)
     }
 }

@@ -8,7 +8,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::capture::{CappedLog, LineSplitter};
-use super::keys::{Before, Finished, Keys, Rollback};
+use super::keys::{Before, Finished, Keys, Rollback, Stored};
+use super::mask::{Masker, Patterns};
 use super::process::{Step, StepEnd, Stop, run_step};
 use crate::report::{JobStatus, RunEvent, RunOutcome};
 
@@ -276,7 +277,6 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         mut stop,
         events,
     } = context;
-    let mut log = CappedLog::default();
     let ended = |status, reason: Option<String>, key: Option<String>, log: Vec<u8>| JobResult {
         name: job.name.clone(),
         status,
@@ -288,8 +288,8 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         duration: started.elapsed(),
         log,
     };
-    let mut told_later = false;
-    let (key, store) = loop {
+    let mut waiting = Vec::new();
+    let (key, store, notes, secrets) = loop {
         let before = {
             let keys = Arc::clone(&keys);
             let needs = needs.clone();
@@ -299,6 +299,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         };
         match before {
             Err(reason) => {
+                let mut log = CappedLog::default();
                 log.push(format!("[weir: {reason}]\n").as_bytes());
                 return ended(JobStatus::Failed, Some(reason), None, log.to_bytes());
             }
@@ -312,18 +313,24 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 return result;
             }
             Ok(Before::Hold { status, reason }) => {
+                let mut log = CappedLog::default();
                 log.push(format!("[weir: {reason}]\n").as_bytes());
                 return ended(status, Some(reason), None, log.to_bytes());
             }
             Ok(Before::Later { reason }) => {
-                if !told_later {
-                    told_later = true;
-                    say(&events, &job.name, &mut log, &reason);
+                if waiting.is_empty() {
+                    let line = format!("[weir: {reason}]");
+                    let _ = events.send(RunEvent::JobOutput {
+                        job: job.name.clone(),
+                        line: line.clone(),
+                    });
+                    waiting = line.into_bytes();
+                    waiting.push(b'\n');
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     _ = stop.wait_for(|s| *s != Stop::No) => {
-                        return ended(JobStatus::Cancelled, None, None, log.to_bytes());
+                        return ended(JobStatus::Cancelled, None, None, waiting);
                     }
                 }
             }
@@ -332,6 +339,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 store,
                 explain,
                 notes,
+                secrets,
             }) => {
                 if let Some(changes) = explain {
                     let _ = events.send(RunEvent::JobExplained {
@@ -340,18 +348,25 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                         changes,
                     });
                 }
-                for note in notes {
-                    say(&events, &job.name, &mut log, &note);
-                }
-                break (key, store);
+                break (key, store, notes, secrets);
             }
         }
     };
+    let mut out = Capture::new(&job.name, secrets.mask, events.clone());
+    out.log.push(&waiting);
+    for note in notes {
+        out.note(&note, true);
+    }
+    // The job's own variables, then its secrets, which replace any variable of the same name.
+    let mut env = job.env.clone();
+    for (name, value) in secrets.env {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
     let mut runner = Runner {
         job: &job,
-        log,
-        lines: LineSplitter::default(),
-        events: &events,
+        env,
+        out,
         stop: &mut stop,
     };
     if *runner.stop.borrow() != Stop::No {
@@ -396,8 +411,8 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 attempts,
             });
             runner
-                .log
-                .push(format!("[weir: attempt {attempt}/{attempts}]\n").as_bytes());
+                .out
+                .note(&format!("attempt {attempt}/{attempts}"), false);
         }
         last = runner.steps(&steps, &job.cwd).await;
         let retry = matches!(last.0, JobStatus::Failed | JobStatus::TimedOut)
@@ -428,7 +443,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
     }
     let duration = started.elapsed();
     if status == JobStatus::Passed && store {
-        let bytes = runner.log.to_bytes();
+        let bytes = runner.out.log.to_bytes();
         let stored = {
             let key = key.clone();
             let keys = Arc::clone(&keys);
@@ -436,9 +451,19 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()))
         };
-        if let Err(err) = stored {
+        match stored {
+            Ok(Stored::Done) => {}
+            Ok(Stored::Refused { warning }) => {
+                runner.out.note(&format!("warning: {warning}"), false);
+                let _ = events.send(RunEvent::JobWarning {
+                    job: job.name.clone(),
+                    message: runner.out.masked(&warning),
+                });
+            }
             // The job passed; failing to cache it only costs a rerun next time.
-            runner.say(&format!("could not store the result: {err}"));
+            Err(err) => runner
+                .out
+                .note(&format!("could not store the result: {err}"), true),
         }
     }
     let end = Finished {
@@ -479,19 +504,9 @@ async fn finish(
             .unwrap_or_else(|e| Err(e.to_string()))
     };
     if let Err(err) = told {
-        runner.say(&err);
+        runner.out.note(&err, true);
     }
-    runner.log.to_bytes()
-}
-
-/// A `[weir: …]` line in a job's log and live output.
-fn say(events: &mpsc::UnboundedSender<RunEvent>, job: &str, log: &mut CappedLog, text: &str) {
-    let line = format!("[weir: {text}]");
-    log.push(format!("{line}\n").as_bytes());
-    let _ = events.send(RunEvent::JobOutput {
-        job: job.to_owned(),
-        line,
-    });
+    runner.out.log.to_bytes()
 }
 
 /// How a sequence of steps ended: status, exit code, why.
@@ -500,48 +515,30 @@ type Last = (JobStatus, Option<i32>, Option<String>);
 /// Runs one job's steps, capturing their output.
 struct Runner<'a> {
     job: &'a PlannedJob,
-    log: CappedLog,
-    lines: LineSplitter,
-    events: &'a mpsc::UnboundedSender<RunEvent>,
+    /// The job's environment, secrets included.
+    env: Vec<(String, std::ffi::OsString)>,
+    out: Capture,
     stop: &'a mut watch::Receiver<Stop>,
 }
 
 impl Runner<'_> {
-    fn say(&mut self, text: &str) {
-        say(self.events, &self.job.name, &mut self.log, text);
-    }
-
     /// Runs `steps` (script, label for messages) in `cwd` in order, stopping at the first that
     /// does not pass, within the job's timeout.
     async fn steps(&mut self, steps: &[(&str, String)], cwd: &std::path::Path) -> Last {
         let job = self.job;
         let deadline = job.timeout.map(|t| Instant::now() + t);
         for (script, step_label) in steps {
-            let (log, lines, events) = (&mut self.log, &mut self.lines, self.events);
-            let mut sink = |bytes: &[u8]| {
-                log.push(bytes);
-                lines.push(bytes, |line| {
-                    let _ = events.send(RunEvent::JobOutput {
-                        job: job.name.clone(),
-                        line,
-                    });
-                });
-            };
-            sink(format!("$ {script}\n").as_bytes());
+            self.out.output(format!("$ {script}\n").as_bytes());
             let step = Step {
                 shell: &job.shell,
                 script,
                 cwd,
-                env: &job.env,
+                env: &self.env,
                 deadline,
             };
-            let end = run_step(&step, self.stop, &mut sink).await;
-            self.lines.finish(|line| {
-                let _ = self.events.send(RunEvent::JobOutput {
-                    job: job.name.clone(),
-                    line,
-                });
-            });
+            let out = &mut self.out;
+            let end = run_step(&step, self.stop, &mut |bytes: &[u8]| out.output(bytes)).await;
+            self.out.end_of_stream();
             let last = match end {
                 Ok(StepEnd::Exited(status)) if status.success() => continue,
                 Ok(StepEnd::Exited(status)) => match status.code() {
@@ -573,9 +570,8 @@ impl Runner<'_> {
                     Some(format!("could not start `sh` in {}: {err}", cwd.display())),
                 ),
             };
-            self.log.push(
-                format!("[weir: {}]\n", last.2.as_deref().unwrap_or(last.0.as_str())).as_bytes(),
-            );
+            self.out
+                .note(last.2.as_deref().unwrap_or(last.0.as_str()), false);
             return last;
         }
         (JobStatus::Passed, Some(0), None)
@@ -587,7 +583,7 @@ impl Runner<'_> {
         let job = self.job;
         let (steps, cwd, what) = match &job.rollback {
             Some(command) => (
-                vec![(command.as_str().to_owned(), " in the rollback".to_owned())],
+                vec![(command.clone(), " in the rollback".to_owned())],
                 job.cwd.clone(),
                 format!("running `{command}`"),
             ),
@@ -600,15 +596,17 @@ impl Runner<'_> {
                 };
                 match recovery {
                     Ok(None) => {
-                        self.say(
+                        self.out.note(
                             "the deploy failed and there is no earlier deployment to roll back to",
+                            true,
                         );
                         return Rollback::Nothing;
                     }
                     Err(err) => {
-                        self.say(&format!(
-                            "the deploy failed and cannot be rolled back: {err}"
-                        ));
+                        self.out.note(
+                            &format!("the deploy failed and cannot be rolled back: {err}"),
+                            true,
+                        );
                         return Rollback::Failed;
                     }
                     Ok(Some(recovery)) => (
@@ -623,12 +621,109 @@ impl Runner<'_> {
                 }
             }
         };
-        self.say(&format!("the deploy failed; rolling back: {what}"));
+        self.out
+            .note(&format!("the deploy failed; rolling back: {what}"), true);
         let steps: Vec<(&str, String)> =
             steps.iter().map(|(s, l)| (s.as_str(), l.clone())).collect();
         match self.steps(&steps, &cwd).await.0 {
             JobStatus::Passed => Rollback::Succeeded,
             _ => Rollback::Failed,
+        }
+    }
+}
+
+/// A job's output on its way out: masked for secrets first, then kept in the capped log and
+/// sent line by line to the reporter, so nothing unmasked reaches a terminal, an event or a
+/// stored log.
+struct Capture {
+    job: String,
+    log: CappedLog,
+    lines: LineSplitter,
+    masker: Option<Masker>,
+    patterns: Option<Arc<Patterns>>,
+    events: mpsc::UnboundedSender<RunEvent>,
+}
+
+impl Capture {
+    fn new(
+        job: &str,
+        patterns: Option<Arc<Patterns>>,
+        events: mpsc::UnboundedSender<RunEvent>,
+    ) -> Capture {
+        Capture {
+            job: job.to_owned(),
+            log: CappedLog::default(),
+            lines: LineSplitter::default(),
+            masker: patterns.clone().map(Masker::new),
+            patterns,
+            events,
+        }
+    }
+
+    /// Bytes of a step's output, as they arrive.
+    fn output(&mut self, bytes: &[u8]) {
+        self.pass(bytes, false);
+    }
+
+    /// The step's output ended: what the masker held back, then the last partial line.
+    fn end_of_stream(&mut self) {
+        self.pass(&[], true);
+        let Capture {
+            job, lines, events, ..
+        } = self;
+        lines.finish(|line| {
+            let _ = events.send(RunEvent::JobOutput {
+                job: job.clone(),
+                line,
+            });
+        });
+    }
+
+    fn pass(&mut self, bytes: &[u8], end: bool) {
+        let Capture {
+            job,
+            log,
+            lines,
+            masker,
+            events,
+            ..
+        } = self;
+        let mut pass = |bytes: &[u8]| {
+            log.push(bytes);
+            lines.push(bytes, |line| {
+                let _ = events.send(RunEvent::JobOutput {
+                    job: job.clone(),
+                    line,
+                });
+            });
+        };
+        match masker {
+            Some(masker) => {
+                masker.push(bytes, &mut pass);
+                if end {
+                    masker.finish(&mut pass);
+                }
+            }
+            None => pass(bytes),
+        }
+    }
+
+    /// One of weir's own notes, `[weir: …]` in the log; `show` also sends it as output.
+    fn note(&mut self, text: &str, show: bool) {
+        let line = format!("[weir: {}]", self.masked(text));
+        self.log.push(format!("{line}\n").as_bytes());
+        if show {
+            let _ = self.events.send(RunEvent::JobOutput {
+                job: self.job.clone(),
+                line,
+            });
+        }
+    }
+
+    fn masked(&self, text: &str) -> String {
+        match &self.patterns {
+            Some(patterns) => patterns.mask_str(text),
+            None => text.to_owned(),
         }
     }
 }

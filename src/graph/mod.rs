@@ -167,6 +167,7 @@ mod tests {
             cache: environment.is_none(),
             key: Vec::new(),
             key_cmd: None,
+            secrets: Vec::new(),
             files: None,
             fix: false,
             deploy: Default::default(),
@@ -181,6 +182,7 @@ mod tests {
             default_branch: None,
             env: Default::default(),
             cache: Default::default(),
+            secrets: Default::default(),
             jobs,
         }
     }

@@ -85,6 +85,9 @@ pub enum RunEvent {
         key: String,
         changes: Vec<String>,
     },
+    /// Something about a job the user should know that does not change its status, such as a
+    /// result not cached because an output holds a secret value.
+    JobWarning { job: String, message: String },
     /// One line of a job's output; human renderers print it, `--json` leaves it out.
     #[serde(skip)]
     JobOutput { job: String, line: String },

@@ -96,6 +96,9 @@ impl Reporter {
             RunEvent::JobOutput { job, line } => {
                 Output.err(&format!("{job:>width$} | {line}", width = self.width));
             }
+            RunEvent::JobWarning { job, message } => {
+                Output.err(&format!("warning: job `{job}`: {message}"));
+            }
             RunEvent::JobExplained { job, key, changes } => {
                 Output.err(&human::explained(job, key, changes));
             }
@@ -151,6 +154,11 @@ impl Reporter {
                 bar.set_message(label);
             }
             RunEvent::JobOutput { .. } => {}
+            RunEvent::JobWarning { job, message } => {
+                let _ = self
+                    .multi
+                    .println(format!("warning: job `{job}`: {message}"));
+            }
             RunEvent::JobExplained { job, key, changes } => {
                 let _ = self.multi.println(human::explained(job, key, changes));
             }

@@ -205,3 +205,18 @@ needs = ["a"]
     );
     insta::assert_snapshot!(err);
 }
+
+#[test]
+fn secret_errors_are_shown_with_their_snippets() {
+    let err = rejects(
+        br#"[secrets]
+TOKEN = { env = "DEPLOY_TOKEN", file = ".secrets/token" }
+KEY = { path = ".secrets/key" }
+
+[jobs.ok]
+run = "touch ran"
+secrets = ["TOKN", "KEY"]
+"#,
+    );
+    insta::assert_snapshot!(err);
+}

@@ -11,3 +11,4 @@ mod install;
 mod process;
 mod records;
 mod run;
+mod secrets;
