@@ -475,3 +475,39 @@ fn a_push_to_a_server_deploys_and_records_the_ledger_there() {
         "{tree}"
     );
 }
+
+#[test]
+fn a_deploy_reads_its_secret_only_when_it_deploys_and_never_records_it() {
+    let dest = TempDir::new().expect("temp dir");
+    let secret = "s3cr3t-deploy-t0ken-value";
+    let repo = TestRepo::with_pipeline(&format!(
+        r#"
+[secrets]
+TOKEN = {{ env = "DEPLOY_TOKEN" }}
+
+[jobs.production]
+on = ["merge"]
+environment = "production"
+approval = true
+secrets = ["TOKEN"]
+run = "echo using $TOKEN && printf %s \"$TOKEN\" > {dest}/production"
+"#,
+        dest = dest.path().display()
+    ));
+    repo.commit_all("first");
+    // The merge run has no token: a release waiting for approval does not need it.
+    repo.weir(&["run", "--event", "merge"]).expect_code(0);
+    let mut approve = repo.weir_cmd(&["approve", "production"]);
+    approve.env("DEPLOY_TOKEN", secret);
+    let approved = approve.output().expect("run weir approve");
+    let err = String::from_utf8_lossy(&approved.stderr);
+    assert!(approved.status.success(), "{err}");
+    assert!(err.contains("using ***"), "masked in the output: {err}");
+    assert_eq!(deployed(&dest, "production").as_deref(), Some(secret));
+    let objects = repo.git_with_input(&["cat-file", "--batch-all-objects", "--batch"], b"");
+    assert!(!objects.contains(secret), "a git object holds the secret");
+    assert_eq!(
+        events(&repo, "production"),
+        ["awaiting-approval", "approved", "started", "succeeded"]
+    );
+}
