@@ -583,6 +583,7 @@ impl Engine {
         let repo = self.repo();
         let mut files = Vec::new();
         let mut keys = BTreeMap::new();
+        let mask = lock(&self.revealed).mask.clone();
         for name in &deploy.upstream {
             if let Some(key) = lock(&self.keys).get(name) {
                 keys.insert(name.clone(), key.clone());
@@ -590,7 +591,18 @@ impl Engine {
             let Some(spec) = self.jobs.iter().find(|s| &s.name == name) else {
                 continue;
             };
-            for file in self.outputs(&repo, spec)? {
+            let outputs = self.outputs(&repo, spec)?;
+            if let Some(mask) = &mask {
+                let holding = files_holding(mask, &self.root, &outputs)?;
+                if !holding.is_empty() {
+                    return Err(format!(
+                        "not deploying: the artifact would be stored in the ledger, and {} of \
+                         `{name}` holds a secret value",
+                        holding.join(", ")
+                    ));
+                }
+            }
+            for file in outputs {
                 files.push(ArtifactFile::Disk {
                     abs: self.root.join(&file.path),
                     path: self

@@ -511,3 +511,39 @@ run = "echo using $TOKEN && printf %s \"$TOKEN\" > {dest}/production"
         ["awaiting-approval", "approved", "started", "succeeded"]
     );
 }
+
+#[test]
+fn an_artifact_holding_a_secret_is_not_deployed_or_recorded() {
+    let secret = "artifact-leak-0123456789";
+    let repo = TestRepo::with_pipeline(
+        r#"
+[secrets]
+TOKEN = { env = "DEPLOY_TOKEN" }
+
+[jobs.build]
+outputs = ["dist/**"]
+secrets = ["TOKEN"]
+run = "mkdir -p dist && printf %s \"$TOKEN\" > dist/token"
+
+[jobs.staging]
+needs = ["build"]
+environment = "staging"
+run = "true"
+"#,
+    );
+    repo.write(".gitignore", "dist/\n");
+    repo.commit_all("first");
+    let mut run = repo.weir_cmd(&["run", "staging"]);
+    run.env("DEPLOY_TOKEN", secret);
+    let out = run.output().expect("run weir");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dist/token of `build` holds a secret value"),
+        "{err}"
+    );
+    let objects = repo.git_with_input(&["cat-file", "--batch-all-objects", "--batch"], b"");
+    assert!(!objects.contains(secret), "a git object holds the secret");
+    assert!(repo.git(&["for-each-ref", "refs/weir/deploy/"]).is_empty());
+    assert!(!repo.weir(&["status"]).stdout().contains("locked"));
+}
