@@ -40,6 +40,8 @@ pub enum Error {
     /// A hook refused to run a pipeline that is not trusted on this machine.
     #[error(transparent)]
     Untrusted(#[from] trigger::trust::Untrusted),
+    #[error(transparent)]
+    Watch(#[from] trigger::watch::Error),
     #[error("{message}")]
     Usage {
         message: String,
@@ -71,6 +73,7 @@ impl Error {
             | Error::Install(_)
             | Error::Trust(_)
             | Error::Untrusted(_)
+            | Error::Watch(_)
             | Error::Io { .. } => exit::FAILURE,
         }
     }
@@ -99,6 +102,7 @@ impl Error {
             | Error::Trust(_)
             // Its message ends with what to do, so that no caller can forget to show it.
             | Error::Untrusted(_)
+            | Error::Watch(_)
             | Error::Io { .. } => None,
         }
     }

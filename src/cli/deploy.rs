@@ -437,6 +437,7 @@ fn deploy_entry(context: &Context, env: &str, entry: &Entry, mode: Mode) -> Resu
             files: BTreeMap::new(),
             source,
             deploy: mode,
+            restart: None,
         },
     )?;
     Ok(exit_code(outcome))

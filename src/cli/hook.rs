@@ -102,6 +102,7 @@ fn execution(trigger: Event, workspace: Workspace, source: Option<gix::ObjectId>
         files: BTreeMap::new(),
         source,
         deploy: Mode::Normal,
+        restart: None,
     }
 }
 

@@ -13,6 +13,7 @@ mod show;
 mod trust;
 mod uninstall;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,8 @@ enum Command {
     /// Share the deployment ledgers through a git remote
     #[command(subcommand)]
     Ledger(deploy::LedgerCommand),
+    /// Run the watched jobs, then rerun the ones whose inputs change, until Ctrl-C
+    Watch(watch::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -112,6 +115,7 @@ pub fn main() -> u8 {
         Command::Rollback(args) => deploy::rollback(args),
         Command::Unlock(args) => deploy::unlock(args),
         Command::Ledger(command) => deploy::ledger(command),
+        Command::Watch(args) => watch::run(args),
     };
     match result {
         Ok(code) => code,

@@ -85,6 +85,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             cache: CacheOptions {
                 no_cache: args.no_cache,
                 explain: args.explain,
+                unchanged: BTreeMap::new(),
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,
@@ -92,6 +93,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
             files: BTreeMap::new(),
             source: context.repo.head()?,
             deploy: Mode::Normal,
+            restart: None,
         },
     )?;
     Ok(exit_code(outcome))
@@ -113,6 +115,8 @@ pub(super) struct Execution {
     pub source: Option<gix::ObjectId>,
     /// Why deploy jobs deploy.
     pub deploy: Mode,
+    /// Names of jobs to cancel mid-run because what they read changed (the watcher).
+    pub restart: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<String>>>,
 }
 
 pub(super) fn exit_code(outcome: RunOutcome) -> u8 {
@@ -141,6 +145,8 @@ pub(super) struct Done {
     pub engine: Arc<Engine>,
     /// Whether every job was a cache hit that wrote nothing: the workspace is untouched.
     pub all_cached: bool,
+    /// How each job ended, in plan order.
+    pub jobs: Vec<exec::JobResult>,
 }
 
 /// [`execute`], also handing back the engine and whether anything ran.
@@ -160,6 +166,7 @@ pub(super) fn execute_with(
         files,
         source,
         deploy,
+        restart,
     } = execution;
     let started = SystemTime::now();
     let id = new_run_id(started);
@@ -193,7 +200,7 @@ pub(super) fn execute_with(
     let result = runtime.block_on(async {
         let interrupt = listen_for_interrupts()?;
         let keys: Arc<dyn Keys> = engine.clone();
-        let result = exec::run(&plan, options, keys, interrupt, |event| {
+        let result = exec::run(&plan, options, keys, interrupt, restart, |event| {
             reporter.event(event)
         })
         .await;
@@ -234,6 +241,7 @@ pub(super) fn execute_with(
         outcome: result.outcome,
         engine,
         all_cached,
+        jobs: result.jobs,
     })
 }
 

@@ -76,19 +76,29 @@ enum State {
 }
 
 /// Runs `plan` as a DAG. `interrupt` carries Ctrl-C: the first asks every job to stop
-/// gracefully, the second kills at once. Events go to `on_event` as they happen.
+/// gracefully, the second kills at once. `restart` names jobs to cancel because what they read
+/// changed (the watcher): they end as cancelled, without stopping the others. Events go to
+/// `on_event` as they happen.
 pub async fn run(
     plan: &[PlannedJob],
     options: Options,
     keys: Arc<dyn Keys>,
     mut interrupt: watch::Receiver<Stop>,
+    mut restart: Option<mpsc::UnboundedReceiver<Vec<String>>>,
     mut on_event: impl FnMut(&RunEvent),
 ) -> RunResult {
     let started = Instant::now();
-    let (stop_tx, stop_rx) = watch::channel(Stop::No);
+    // One stop channel per job, so that one job can be cancelled alone.
+    let mut stops: Vec<Option<watch::Sender<Stop>>> = (0..plan.len()).map(|_| None).collect();
+    let stop_all = |stops: &[Option<watch::Sender<Stop>>], request: Stop| {
+        for stop in stops.iter().flatten() {
+            let _ = stop.send(request);
+        }
+    };
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<RunEvent>();
     let mut states = vec![State::Waiting; plan.len()];
     let mut results: Vec<Option<JobResult>> = vec![None; plan.len()];
+    let mut restarted = vec![false; plan.len()];
     let mut tasks = JoinSet::new();
     let mut running = 0usize;
     let mut stopping = false;
@@ -116,11 +126,13 @@ pub async fn run(
                     (plan[n].name.clone(), key.unwrap_or_default())
                 })
                 .collect();
+            let (stop_tx, stop_rx) = watch::channel(Stop::No);
+            stops[index] = Some(stop_tx);
             let context = JobContext {
                 index,
                 needs,
                 keys: Arc::clone(&keys),
-                stop: stop_rx.clone(),
+                stop: stop_rx,
                 events: events_tx.clone(),
             };
             tasks.spawn(async move { (index, run_job(job, context).await) });
@@ -136,26 +148,20 @@ pub async fn run(
                 while let Ok(event) = events_rx.try_recv() {
                     on_event(&event);
                 }
-                let Ok((index, result)) = joined else {
+                let Ok((index, mut result)) = joined else {
                     // A job task only ends this way if it panicked; the run cannot go on soundly.
                     stopping = true;
-                    let _ = stop_tx.send(Stop::Graceful);
+                    stop_all(&stops, Stop::Graceful);
                     continue;
                 };
+                if restarted[index] && result.status == JobStatus::Cancelled {
+                    result.reason = Some(RESTARTED.to_owned());
+                }
                 states[index] = State::Done(result.status);
-                on_event(&RunEvent::JobFinished {
-                    job: result.name.clone(),
-                    status: result.status,
-                    duration: result.duration,
-                    attempts: result.attempts,
-                    exit_code: result.exit_code,
-                    key: result.key.clone(),
-                    reason: result.reason.clone(),
-                    tail: tail(&result.log),
-                });
-                if !result.status.is_success() && !options.keep_going && !stopping {
+                on_event(&finished_event(&result));
+                if result.status.is_failure() && !restarted[index] && !options.keep_going && !stopping {
                     stopping = true;
-                    let _ = stop_tx.send(Stop::Graceful);
+                    stop_all(&stops, Stop::Graceful);
                 }
                 results[index] = Some(result);
             }
@@ -168,7 +174,41 @@ pub async fn run(
                 if request != Stop::No {
                     interrupted = true;
                     stopping = true;
-                    let _ = stop_tx.send(request);
+                    stop_all(&stops, request);
+                }
+            }
+            names = recv_restart(&mut restart) => {
+                let Some(names) = names else {
+                    restart = None;
+                    continue;
+                };
+                for index in (0..plan.len()).filter(|&i| names.contains(&plan[i].name)) {
+                    match states[index] {
+                        State::Running => {
+                            restarted[index] = true;
+                            if let Some(stop) = &stops[index] {
+                                let _ = stop.send(Stop::Graceful);
+                            }
+                        }
+                        State::Waiting => {
+                            restarted[index] = true;
+                            let result = JobResult {
+                                name: plan[index].name.clone(),
+                                status: JobStatus::Cancelled,
+                                attempts: 0,
+                                exit_code: None,
+                                key: None,
+                                reason: Some(RESTARTED.to_owned()),
+                                started: None,
+                                duration: Duration::ZERO,
+                                log: Vec::new(),
+                            };
+                            states[index] = State::Done(JobStatus::Cancelled);
+                            on_event(&finished_event(&result));
+                            results[index] = Some(result);
+                        }
+                        State::Done(_) => {}
+                    }
                 }
             }
         }
@@ -209,7 +249,11 @@ pub async fn run(
         .collect();
     let outcome = if interrupted {
         RunOutcome::Cancelled
-    } else if jobs.iter().any(|j| j.status.is_failure()) {
+    } else if jobs
+        .iter()
+        .zip(&restarted)
+        .any(|(j, &restarted)| j.status.is_failure() && !restarted)
+    {
         RunOutcome::Failed
     } else {
         RunOutcome::Passed
@@ -218,6 +262,32 @@ pub async fn run(
         outcome,
         duration: started.elapsed(),
         jobs,
+    }
+}
+
+/// Why a job cancelled by the watcher ended.
+const RESTARTED: &str = "cancelled: what it reads changed, so it starts again";
+
+/// The next batch of jobs to restart, or never when there is no restart channel.
+async fn recv_restart(
+    restart: &mut Option<mpsc::UnboundedReceiver<Vec<String>>>,
+) -> Option<Vec<String>> {
+    match restart {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn finished_event(result: &JobResult) -> RunEvent {
+    RunEvent::JobFinished {
+        job: result.name.clone(),
+        status: result.status,
+        duration: result.duration,
+        attempts: result.attempts,
+        exit_code: result.exit_code,
+        key: result.key.clone(),
+        reason: result.reason.clone(),
+        tail: tail(&result.log),
     }
 }
 

@@ -357,6 +357,61 @@ impl Repo {
     }
 }
 
+/// What a file watcher watches: directories and the files in them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watched {
+    /// Directories, relative to the work tree (`""` for its root).
+    pub dirs: Vec<String>,
+    /// Files in them, relative to the work tree.
+    pub files: Vec<String>,
+}
+
+impl Repo {
+    /// `dir` (relative to the work tree, `""` for all of it) and every directory below it that
+    /// git does not ignore, `.git` left out, with the files in them: what a watcher watches.
+    pub fn watched(&self, dir: &str) -> Result<Watched, Error> {
+        let mut ignores = Ignores::new(self, "");
+        let mut watched = Watched {
+            dirs: vec![dir.to_owned()],
+            files: Vec::new(),
+        };
+        walk(self.workdir(), dir, &mut |rel, is_dir| {
+            if !is_dir {
+                watched.files.push(rel.to_owned());
+                return Ok(false);
+            }
+            if ignores.ignored(rel, true)? {
+                return Ok(false);
+            }
+            watched.dirs.push(rel.to_owned());
+            Ok(true)
+        })?;
+        Ok(watched)
+    }
+
+    /// For each of `paths` (relative to the work tree), whether git ignores it: not tracked,
+    /// and matched by an ignore rule itself or through a directory above it.
+    pub fn ignored(&self, paths: &[String]) -> Result<Vec<bool>, Error> {
+        let index = self.gix().index_or_empty()?;
+        let tracked: std::collections::HashSet<&[u8]> = index
+            .entries()
+            .iter()
+            .map(|e| e.path(&index).as_ref())
+            .collect();
+        let mut ignores = Ignores::new(self, "");
+        paths
+            .iter()
+            .map(|path| {
+                if tracked.contains(path.as_bytes()) {
+                    Ok(false)
+                } else {
+                    ignores.ignored_with_parents(path)
+                }
+            })
+            .collect()
+    }
+}
+
 /// `base` relative to `root`, as an index path prefix (`""` or `dir/`).
 fn prefix_of(root: &Path, base: &Path) -> Result<String, Error> {
     let rel = base

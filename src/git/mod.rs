@@ -7,7 +7,7 @@ mod repo;
 mod snapshot;
 mod statcache;
 
-pub use files::{FileId, FileMode, IndexSnapshot, Query};
+pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::Entry;
 pub use statcache::StatCache;

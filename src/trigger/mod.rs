@@ -6,3 +6,4 @@ mod atomic;
 pub mod hook;
 pub mod install;
 pub mod trust;
+pub mod watch;
