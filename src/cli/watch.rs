@@ -313,12 +313,17 @@ impl Session {
         Ok(rerun)
     }
 
-    /// The pipeline file changed: uses the new one if it is valid and trusted.
+    /// The pipeline file changed: uses the new one if it is valid and trusted. Errors are
+    /// reported at once; a valid but untrusted pipeline waits for `weir trust`.
     fn reload(&mut self) -> Result<(), Error> {
         let Ok(bytes) = std::fs::read(&self.pipeline.path) else {
             Output.err("weir watch: the pipeline file is gone; keeping the last one");
             return Ok(());
         };
+        self.untrusted = None;
+        if self.parse(&bytes).is_none() {
+            return Ok(());
+        }
         let shown = self
             .pipeline
             .path
@@ -332,8 +337,8 @@ impl Session {
             self.untrusted = Some(bytes);
             return Ok(());
         }
-        self.untrusted = None;
-        self.load(&bytes)
+        self.load(&bytes);
+        Ok(())
     }
 
     /// While a changed pipeline waits for `weir trust`: uses it once it is trusted.
@@ -343,7 +348,7 @@ impl Session {
         };
         if trust::is_trusted(&self.context.repo, &bytes) {
             self.untrusted = None;
-            self.load(&bytes)?;
+            self.load(&bytes);
             let rerun = self.keys_changed()?;
             if !rerun.is_empty() {
                 return self.cycle(Some(rerun));
@@ -352,29 +357,38 @@ impl Session {
         Ok(())
     }
 
-    /// Parses `bytes` as the pipeline; on errors, reports them and keeps the current one.
-    fn load(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let path = self.pipeline.path.clone();
-        let parsed = config::parse(config::FILE_NAME, &path, &self.pipeline.root, bytes)
-            .map_err(Error::from)
-            .and_then(|pipeline| {
-                let graph = Graph::select(&pipeline, &self.selection)?;
-                let matcher = Matcher::new(&pipeline, &graph, self.context.repo.workdir())?;
-                Ok((pipeline, graph, matcher))
-            });
+    /// Parses `bytes` as the pipeline; on errors, reports them and returns `None`.
+    fn parse(&self, bytes: &[u8]) -> Option<(Pipeline, Graph, Matcher)> {
+        let parsed = config::parse(
+            config::FILE_NAME,
+            &self.pipeline.path,
+            &self.pipeline.root,
+            bytes,
+        )
+        .map_err(Error::from)
+        .and_then(|pipeline| {
+            let graph = Graph::select(&pipeline, &self.selection)?;
+            let matcher = Matcher::new(&pipeline, &graph, self.context.repo.workdir())?;
+            Ok((pipeline, graph, matcher))
+        });
         match parsed {
-            Ok((pipeline, graph, matcher)) => {
-                Output.err("weir watch: reloaded the pipeline");
-                self.pipeline = pipeline;
-                self.graph = graph;
-                self.matcher = Arc::new(matcher);
-            }
+            Ok(parsed) => Some(parsed),
             Err(err) => {
                 super::report_error(&err);
                 Output.err("weir watch: keeping the last valid pipeline until the file is fixed");
+                None
             }
         }
-        Ok(())
+    }
+
+    /// Uses `bytes` as the pipeline from now on, if they parse.
+    fn load(&mut self, bytes: &[u8]) {
+        if let Some((pipeline, graph, matcher)) = self.parse(bytes) {
+            Output.err("weir watch: reloaded the pipeline");
+            self.pipeline = pipeline;
+            self.graph = graph;
+            self.matcher = Arc::new(matcher);
+        }
     }
 
     /// The kernel stopped watching (its limit): polls from now on.

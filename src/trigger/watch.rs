@@ -78,7 +78,11 @@ impl Watcher {
                 Some(tick(debounce)),
                 handler(notices),
                 RecommendedCache::new(),
-                notify::Config::default().with_poll_interval(POLL_INTERVAL),
+                // Modification times are compared to the second only: compare contents too, or
+                // two writes within a second would look like one.
+                notify::Config::default()
+                    .with_poll_interval(POLL_INTERVAL)
+                    .with_compare_contents(true),
             )?),
         };
         watcher.add_all(dirs)?;

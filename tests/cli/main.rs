@@ -12,3 +12,4 @@ mod process;
 mod records;
 mod run;
 mod secrets;
+mod watch;
