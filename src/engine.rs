@@ -26,6 +26,9 @@ pub struct CacheOptions {
     /// Uncached jobs known to have passed with these keys (by job name) earlier in this process
     /// (the watcher): the same key again counts as a hit instead of running them again.
     pub unchanged: BTreeMap<String, String>,
+    /// Manifests already computed for this run (by job name; the watcher computes them to
+    /// decide what to run): used when a job's needs have the keys they were computed with.
+    pub manifests: BTreeMap<String, Manifest>,
 }
 
 /// Which files a job reads.
@@ -249,6 +252,11 @@ impl Engine {
     /// The manifest of job `job` given its needs' keys, as of now.
     pub fn manifest(&self, job: usize, needs: &[(String, String)]) -> Result<Manifest, String> {
         let spec = &self.jobs[job];
+        if let Some(known) = self.options.manifests.get(&spec.name)
+            && known.needs.iter().eq(needs.iter().map(|(n, k)| (n, k)))
+        {
+            return Ok(known.clone());
+        }
         let repo = self.repo();
         let mut manifest = spec.base.clone();
         manifest.needs = needs.iter().cloned().collect();
@@ -340,6 +348,66 @@ impl Engine {
             env,
             mask: revealed.mask.clone(),
         })
+    }
+
+    /// Job `job`'s manifest from `previous`, knowing that of the files it may read only
+    /// `changed` did (paths relative to the pipeline root, each with whether git ignores it):
+    /// what the watcher computes instead of reading every input again. Falls back to
+    /// [`Engine::manifest`] for a job whose inputs or key it cannot update this way (every
+    /// tracked file, which the index decides; a `key_cmd`).
+    pub fn manifest_after(
+        &self,
+        job: usize,
+        needs: &[(String, String)],
+        previous: &Manifest,
+        changed: &[(String, bool)],
+    ) -> Result<Manifest, String> {
+        let spec = &self.jobs[job];
+        let Inputs::Globs(globs) = &spec.inputs else {
+            return self.manifest(job, needs);
+        };
+        if spec.key_cmd.is_some() {
+            return self.manifest(job, needs);
+        }
+        let repo = self.repo();
+        let mut manifest = previous.clone();
+        manifest.needs = needs.iter().cloned().collect();
+        let mut inputs: BTreeMap<String, Input> = std::mem::take(&mut manifest.inputs)
+            .into_iter()
+            .map(|i| (i.path.clone(), i))
+            .collect();
+        for (path, ignored) in changed {
+            if self.root.join(path).is_dir() {
+                // Its files are listed on their own.
+                continue;
+            }
+            let now = repo
+                .file_now(&self.root, path)
+                .map_err(|e| format!("cannot read the inputs: {e}"))?;
+            let Some(file) = now else {
+                // Gone, or a directory: nothing of it, or under it if it was one, is read now.
+                // A directory that appeared is walked by the watcher, its files listed.
+                let under = format!("{path}/");
+                inputs.retain(|p, _| p != path && !p.starts_with(&under));
+                continue;
+            };
+            let wanted =
+                globs.matches(path) && (!ignored || globs.explicit().iter().any(|e| e == path));
+            if wanted {
+                inputs.insert(
+                    path.clone(),
+                    Input {
+                        path: path.clone(),
+                        mode: file.mode.as_octal().to_owned(),
+                        id: file.id.to_string(),
+                    },
+                );
+            } else {
+                inputs.remove(path);
+            }
+        }
+        manifest.inputs = inputs.into_values().collect();
+        Ok(manifest)
     }
 
     fn key_cmd(&self, spec: &JobSpec, cmd: &str) -> Result<String, String> {

@@ -86,6 +86,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
                 no_cache: args.no_cache,
                 explain: args.explain,
                 unchanged: BTreeMap::new(),
+                manifests: BTreeMap::new(),
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,
@@ -172,6 +173,7 @@ pub(super) fn execute_with(
     let id = new_run_id(started);
     let deploys = Deploys::new(id.clone(), source, deploy);
     let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files, deploys)?;
+    tracing::debug!("run prepared");
     let parallel =
         parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     let kind = if json {

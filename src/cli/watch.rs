@@ -17,10 +17,10 @@ use crate::engine::{CacheOptions, Workspace};
 use crate::error::{Error, exit};
 use crate::git::Repo;
 use crate::graph::{Graph, Selection};
-use crate::key::Globs;
+use crate::key::{Globs, Manifest};
 use crate::report::{JobStatus, Output};
 use crate::trigger::trust;
-use crate::trigger::watch::{Notice, Watcher};
+use crate::trigger::watch::{self, Notice, Watcher};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         .iter()
         .map(|d| context.repo.workdir().join(d))
         .collect();
-    let (watcher, fallback) = Watcher::start(&dirs, args.debounce, args.poll, notices.clone())?;
+    let (watcher, fallback) = Watcher::start(&dirs, args.poll, notices.clone())?;
     if let Some(message) = fallback {
         Output.err(&format!("weir watch: {message}"));
     }
@@ -88,6 +88,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         matcher,
         active,
         last: BTreeMap::new(),
+        manifests: BTreeMap::new(),
         untrusted: None,
         watcher,
         notices,
@@ -99,6 +100,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
         if dirs.len() == 1 { "y" } else { "ies" },
         session.job_names()
     ));
+    session.keys_changed(None)?;
     session.cycle(None)?;
     session.serve(&rx)
 }
@@ -112,6 +114,8 @@ struct Session {
     active: Arc<Mutex<Option<Active>>>,
     /// By job: how its last run ended and with which key.
     last: BTreeMap<String, (JobStatus, Option<String>)>,
+    /// By job: its manifest as last computed, which the next change updates.
+    manifests: BTreeMap<String, Manifest>,
     /// The bytes of a changed pipeline that is not trusted yet.
     untrusted: Option<Vec<u8>>,
     watcher: Watcher,
@@ -139,10 +143,13 @@ impl Session {
                     Err(_) => return Ok(exit::SUCCESS),
                 }
             };
-            // Everything that already arrived is one batch: a burst makes one run.
+            // One batch lasts until the files have been quiet for the debounce: a burst, however
+            // long, makes one run, which sees its end.
+            let quiet = self.args.debounce.saturating_sub(watch::SETTLE);
             let mut paths = BTreeSet::new();
             let mut rescan = false;
-            for msg in std::iter::once(first).chain(rx.try_iter()) {
+            let mut next = Some(first);
+            while let Some(msg) = next {
                 match msg {
                     Msg::Interrupt => {
                         Output.err("weir watch: stopped");
@@ -152,6 +159,11 @@ impl Session {
                     Msg::Notice(Notice::Rescan) => rescan = true,
                     Msg::Notice(Notice::Failed(message)) => self.watcher_failed(&message)?,
                 }
+                next = match rx.recv_timeout(quiet) {
+                    Ok(msg) => Some(msg),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return Ok(exit::SUCCESS),
+                };
             }
             self.changed(paths, rescan)?;
         }
@@ -187,24 +199,37 @@ impl Session {
         if paths.iter().any(|p| p == &self.pipeline.path) {
             self.reload()?;
         }
-        let changed = classify(&self.context.repo, &self.matcher, &paths)?;
+        tracing::debug!(paths = paths.len(), "changes received");
+        let candidates = classify(&self.context.repo, &self.matcher, &paths)?;
+        tracing::debug!(candidates = candidates.len(), "changes classified");
         let affected = if rescan {
             self.graph_names()
         } else {
-            self.matcher.affected(&changed)
+            self.matcher.affected(&candidates)
         };
         if affected.is_empty() {
             return Ok(());
         }
-        let rerun = self.keys_changed()?;
+        // New ignore rules change what every job reads: compute everything again.
+        let ignores_changed = candidates
+            .iter()
+            .any(|(path, _)| path == ".gitignore" || path.ends_with("/.gitignore"));
+        let incremental = (!rescan && !ignores_changed).then_some(candidates.as_slice());
+        let rerun = self.keys_changed(incremental)?;
+        tracing::debug!(rerun = rerun.len(), "keys computed");
         if rerun.is_empty() {
             return Ok(());
         }
         if !self.args.json {
+            let changed: Vec<&String> = candidates
+                .iter()
+                .filter(|(_, ignored)| !ignored)
+                .map(|(path, _)| path)
+                .collect();
             let shown = changed
                 .iter()
                 .take(3)
-                .map(String::as_str)
+                .map(|p| p.as_str())
                 .collect::<Vec<_>>()
                 .join(", ");
             let more = changed.len().saturating_sub(3);
@@ -254,6 +279,7 @@ impl Session {
                     no_cache: false,
                     explain: false,
                     unchanged,
+                    manifests: self.manifests.clone(),
                 },
                 parallel: self.args.jobs.map(usize::from),
                 // One failing job must not stop the others in an edit loop.
@@ -273,8 +299,13 @@ impl Session {
     }
 
     /// The watched jobs whose key now differs from their last run's, or that did not finish
-    /// last time: what a change must rerun.
-    fn keys_changed(&self) -> Result<BTreeSet<String>, Error> {
+    /// last time: what a change must rerun. With `changed` (the only files that changed since
+    /// the manifests were last computed, each with whether git ignores it), manifests are
+    /// updated from the last ones instead of reading every input again.
+    fn keys_changed(
+        &mut self,
+        changed: Option<&[(String, bool)]>,
+    ) -> Result<BTreeSet<String>, Error> {
         let (plan, engine) = prepare(
             &self.context,
             &self.pipeline,
@@ -287,17 +318,28 @@ impl Session {
         let mut keys: Vec<String> = vec![String::new(); plan.len()];
         let mut rerun = BTreeSet::new();
         for position in self.graph.topological_order() {
+            let name = &plan[position].name;
             let needs: Vec<(String, String)> = plan[position]
                 .needs
                 .iter()
                 .map(|&n| (plan[n].name.clone(), keys[n].clone()))
                 .collect();
+            let manifest = match (changed, self.manifests.get(name)) {
+                (Some(changed), Some(previous)) => {
+                    engine.manifest_after(position, &needs, previous, changed)
+                }
+                _ => engine.manifest(position, &needs),
+            };
             // A key that cannot be computed (a failing `key_cmd`) reruns the job, which says why.
-            keys[position] = engine
-                .manifest(position, &needs)
-                .map(|m| m.key())
-                .unwrap_or_default();
-            let name = &plan[position].name;
+            match manifest {
+                Ok(manifest) => {
+                    keys[position] = manifest.key();
+                    self.manifests.insert(name.clone(), manifest);
+                }
+                Err(_) => {
+                    self.manifests.remove(name);
+                }
+            }
             let rerun_it = match self.last.get(name) {
                 None => true,
                 Some((status, key)) => {
@@ -349,7 +391,7 @@ impl Session {
         if trust::is_trusted(&self.context.repo, &bytes) {
             self.untrusted = None;
             self.load(&bytes);
-            let rerun = self.keys_changed()?;
+            let rerun = self.keys_changed(None)?;
             if !rerun.is_empty() {
                 return self.cycle(Some(rerun));
             }
@@ -388,6 +430,7 @@ impl Session {
             self.pipeline = pipeline;
             self.graph = graph;
             self.matcher = Arc::new(matcher);
+            self.manifests.clear();
         }
     }
 
@@ -403,7 +446,7 @@ impl Session {
             .iter()
             .map(|d| self.context.repo.workdir().join(d))
             .collect();
-        let (watcher, _) = Watcher::start(&dirs, self.args.debounce, true, self.notices.clone())?;
+        let (watcher, _) = Watcher::start(&dirs, true, self.notices.clone())?;
         self.watcher = watcher;
         Ok(())
     }
@@ -487,14 +530,17 @@ impl Matcher {
         self.jobs.iter().any(|j| j.outputs.matches(path))
     }
 
-    /// The jobs that read one of `paths` (relative to the pipeline root), and what needs them.
-    fn affected(&self, paths: &[String]) -> BTreeSet<String> {
+    /// The jobs that read one of `paths` (relative to the pipeline root, each with whether git
+    /// ignores it), and what needs them. An ignored file is read only where a job names it.
+    fn affected(&self, paths: &[(String, bool)]) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
         for job in &self.jobs {
-            let reads = match &job.inputs {
-                None => !paths.is_empty(),
-                Some(globs) => paths.iter().any(|p| globs.matches(p)),
-            };
+            let reads = paths.iter().any(|(path, ignored)| match &job.inputs {
+                None => !ignored,
+                Some(globs) => {
+                    globs.matches(path) && (!ignored || globs.explicit().iter().any(|e| e == path))
+                }
+            });
             if reads {
                 names.extend(job.downstream.iter().map(|&i| self.jobs[i].name.clone()));
             }
@@ -503,9 +549,14 @@ impl Matcher {
     }
 }
 
-/// The paths of `changed` (absolute) that a job could read, relative to the pipeline root:
-/// not in `.git`, not ignored by git, not a job's own output.
-fn classify(repo: &Repo, matcher: &Matcher, changed: &[PathBuf]) -> Result<Vec<String>, Error> {
+/// The paths of `changed` (absolute) that a job could read, relative to the pipeline root,
+/// each with whether git ignores it: not in `.git`, not outside the pipeline root, not a job's
+/// own output.
+fn classify(
+    repo: &Repo,
+    matcher: &Matcher,
+    changed: &[PathBuf],
+) -> Result<Vec<(String, bool)>, Error> {
     let mut candidates = Vec::new();
     for path in changed {
         let Ok(rel) = path.strip_prefix(repo.workdir()) else {
@@ -518,7 +569,7 @@ fn classify(repo: &Repo, matcher: &Matcher, changed: &[PathBuf]) -> Result<Vec<S
         let Some(in_root) = rel.strip_prefix(&matcher.prefix) else {
             continue;
         };
-        if matcher.is_output(in_root) {
+        if in_root.is_empty() || matcher.is_output(in_root) {
             continue;
         }
         candidates.push(rel.clone());
@@ -527,8 +578,10 @@ fn classify(repo: &Repo, matcher: &Matcher, changed: &[PathBuf]) -> Result<Vec<S
     Ok(candidates
         .into_iter()
         .zip(ignored)
-        .filter(|(_, ignored)| !ignored)
-        .filter_map(|(rel, _)| rel.strip_prefix(&matcher.prefix).map(str::to_owned))
+        .filter_map(|(rel, ignored)| {
+            rel.strip_prefix(&matcher.prefix)
+                .map(|p| (p.to_owned(), ignored))
+        })
         .collect())
 }
 
@@ -544,9 +597,9 @@ fn forward_notices(
         for notice in rx {
             if let Notice::Changed(paths) = &notice
                 && let Some(active) = lock(&active).as_ref()
-                && let Ok(changed) = classify(&repo, &active.matcher, paths)
+                && let Ok(candidates) = classify(&repo, &active.matcher, paths)
             {
-                let affected = active.matcher.affected(&changed);
+                let affected = active.matcher.affected(&candidates);
                 if !affected.is_empty() {
                     let _ = active.restart.send(affected.into_iter().collect());
                 }

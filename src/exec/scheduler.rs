@@ -449,6 +449,7 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
         return ended(end.status, None, Some(key), log);
     }
     let attempts = job.retries + 1;
+    tracing::debug!(job = %job.name, "starting");
     let _ = events.send(RunEvent::JobStarted {
         job: job.name.clone(),
         attempt: 1,

@@ -389,6 +389,12 @@ impl Repo {
         Ok(watched)
     }
 
+    /// The mode and blob id of the file at `base/rel` as it is now (hashed), or `None` when
+    /// there is no file there.
+    pub fn file_now(&self, base: &Path, rel: &str) -> Result<Option<FileId>, Error> {
+        file_id(&base.join(rel), rel, None, 0)
+    }
+
     /// For each of `paths` (relative to the work tree), whether git ignores it: not tracked,
     /// and matched by an ignore rule itself or through a directory above it.
     pub fn ignored(&self, paths: &[String]) -> Result<Vec<bool>, Error> {

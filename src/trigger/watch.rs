@@ -11,6 +11,12 @@ use notify::event::EventKind;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
 
+/// How long a path must be quiet before the debouncer reports it, and how often it looks: the
+/// first part of the debounce, which the caller completes by waiting for the whole stream of
+/// changes to be quiet (a burst over many files is then one batch).
+pub const SETTLE: Duration = Duration::from_millis(20);
+const TICK: Duration = Duration::from_millis(10);
+
 /// How often the fallback watcher polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -48,19 +54,18 @@ pub const LIMIT_MESSAGE: &str = "the inotify watch limit is reached; polling eve
 
 impl Watcher {
     /// Watches each of `dirs` (not their subdirectories), sending what happens to `notices`
-    /// after `debounce` of quiet. With `poll`, or when the kernel refuses more watches, it polls;
-    /// the second value says why when it had to.
+    /// once each path has been quiet for [`SETTLE`]. With `poll`, or when the kernel refuses
+    /// more watches, it polls; the second value says why when it had to.
     pub fn start(
         dirs: &[PathBuf],
-        debounce: Duration,
         poll: bool,
         notices: Sender<Notice>,
     ) -> Result<(Watcher, Option<&'static str>), Error> {
         if !poll {
             let mut watcher = Watcher {
                 inner: Inner::Native(new_debouncer_opt(
-                    debounce,
-                    Some(tick(debounce)),
+                    SETTLE,
+                    Some(TICK),
                     handler(notices.clone()),
                     RecommendedCache::new(),
                     notify::Config::default(),
@@ -74,8 +79,8 @@ impl Watcher {
         }
         let mut watcher = Watcher {
             inner: Inner::Poll(new_debouncer_opt(
-                debounce,
-                Some(tick(debounce)),
+                SETTLE,
+                Some(TICK),
                 handler(notices),
                 RecommendedCache::new(),
                 // Modification times are compared to the second only: compare contents too, or
@@ -120,12 +125,6 @@ pub fn is_limit(e: &notify::Error) -> bool {
         }
         _ => false,
     }
-}
-
-/// The debouncer checks for quiet paths this often: a small part of the debounce, so that a
-/// change is reported soon after its debounce ends.
-fn tick(debounce: Duration) -> Duration {
-    (debounce / 8).max(Duration::from_millis(1))
 }
 
 fn handler(notices: Sender<Notice>) -> impl FnMut(DebounceEventResult) + Send + 'static {

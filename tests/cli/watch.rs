@@ -278,3 +278,39 @@ fn json_events_are_those_of_weir_run() {
         "{stdout}"
     );
 }
+
+#[test]
+fn keys_updated_from_changes_match_keys_computed_from_scratch() {
+    let repo = repo(
+        r#"
+[jobs.build]
+on = ["watch"]
+inputs = ["src/**", "local.cfg"]
+outputs = ["out/**"]
+run = "mkdir -p out && find src -type f | sort > out/list && cat local.cfg >> out/list; echo run >> build.log"
+"#,
+    );
+    // Ignored, but named outright: an input.
+    repo.write(".gitignore", "*.log\nout/\npids\nlocal.cfg\n");
+    repo.write("local.cfg", "one\n");
+    repo.commit_all("ignore local.cfg");
+    let watch = Watch::start(&repo, &[]);
+    wait_until("the first run", &repo, || lines(&repo, "build.log") == 1);
+
+    repo.write("src/deep/er/x.txt", "x\n");
+    wait_until("a new directory", &repo, || lines(&repo, "build.log") == 2);
+    repo.write("local.cfg", "two\n");
+    wait_until("the ignored but named input", &repo, || {
+        lines(&repo, "build.log") == 3
+    });
+    std::fs::remove_dir_all(repo.file("src/deep")).expect("remove src/deep");
+    wait_until("a removed directory", &repo, || lines(&repo, "build.log") == 4);
+    assert_eq!(repo.read("out/list"), "src/a.txt\ntwo\n");
+    assert_eq!(watch.interrupt(), Some(0));
+
+    // A run from scratch computes the same key: the result stored by the watch is a hit.
+    let run = repo.weir(&["run", "build"]);
+    run.expect_code(0);
+    assert!(run.stderr().contains("build: cached"), "{}", run.stderr());
+    assert_eq!(lines(&repo, "build.log"), 4);
+}
