@@ -59,22 +59,8 @@ pub enum LedgerCommand {
 pub fn approve(args: EnvArgs) -> Result<u8, Error> {
     let context = Context::discover_allow_bare()?;
     let env = &args.environment;
-    let ledger = Ledger::new(&context.repo);
-    let entries = ledger.entries(env)?;
-    let waiting = waiting(&entries, env)?;
-    let release = ledger.release(waiting)?;
+    let (waiting, release) = answer(&context, env, ledger::Event::Approved)?;
     let seq = waiting.record.seq;
-    ledger.append(
-        env,
-        &NewRecord {
-            event: ledger::Event::Approved,
-            job: &waiting.record.job,
-            release: Some(&release),
-            run: None,
-            of: Some(seq),
-            detail: None,
-        },
-    )?;
     Output.err(&format!(
         "weir: #{seq} approved; deploying {} to `{env}`",
         deploy::short_hex(waiting.record.commit.as_deref())
@@ -82,7 +68,7 @@ pub fn approve(args: EnvArgs) -> Result<u8, Error> {
     deploy_entry(
         &context,
         env,
-        waiting,
+        &waiting,
         Mode::Approved {
             entry: seq,
             release,
@@ -94,14 +80,33 @@ pub fn approve(args: EnvArgs) -> Result<u8, Error> {
 pub fn reject(args: EnvArgs) -> Result<u8, Error> {
     let context = Context::discover_allow_bare()?;
     let env = &args.environment;
+    let (waiting, _) = answer(&context, env, ledger::Event::Rejected)?;
+    Output.err(&format!(
+        "weir: #{} rejected: {} will not be deployed to `{env}`",
+        waiting.record.seq,
+        deploy::short_hex(waiting.record.commit.as_deref())
+    ));
+    Ok(exit::SUCCESS)
+}
+
+/// Records `event` (an approval or a rejection) for the release waiting in `env`; returns the
+/// waiting entry and its release.
+fn answer(
+    context: &Context,
+    env: &str,
+    event: ledger::Event,
+) -> Result<(Entry, ledger::Release), Error> {
     let ledger = Ledger::new(&context.repo);
     let entries = ledger.entries(env)?;
-    let waiting = waiting(&entries, env)?;
+    let waiting = State::of(&entries).waiting.ok_or_else(|| Error::Usage {
+        message: format!("nothing waits for approval in `{env}`"),
+        hint: Some("`weir status` shows what waits".to_owned()),
+    })?;
     let release = ledger.release(waiting)?;
     ledger.append(
         env,
         &NewRecord {
-            event: ledger::Event::Rejected,
+            event,
             job: &waiting.record.job,
             release: Some(&release),
             run: None,
@@ -109,12 +114,7 @@ pub fn reject(args: EnvArgs) -> Result<u8, Error> {
             detail: None,
         },
     )?;
-    Output.err(&format!(
-        "weir: #{} rejected: {} will not be deployed to `{env}`",
-        waiting.record.seq,
-        deploy::short_hex(waiting.record.commit.as_deref())
-    ));
-    Ok(exit::SUCCESS)
+    Ok((waiting.clone(), release))
 }
 
 /// `weir rollback ENV [--to ENTRY]`: deploys an earlier entry's release again.
@@ -345,14 +345,6 @@ pub fn ledger(command: LedgerCommand) -> Result<u8, Error> {
         }
     }
     Ok(exit::SUCCESS)
-}
-
-/// The release waiting for approval in `env`.
-fn waiting<'e>(entries: &'e [Entry], env: &str) -> Result<&'e Entry, Error> {
-    State::of(entries).waiting.ok_or_else(|| Error::Usage {
-        message: format!("nothing waits for approval in `{env}`"),
-        hint: Some("`weir status` shows what waits".to_owned()),
-    })
 }
 
 /// The newest release that was live before the current one and differs from it.
