@@ -304,7 +304,9 @@ run = "mkdir -p out && find src -type f | sort > out/list && cat local.cfg >> ou
         lines(&repo, "build.log") == 3
     });
     std::fs::remove_dir_all(repo.file("src/deep")).expect("remove src/deep");
-    wait_until("a removed directory", &repo, || lines(&repo, "build.log") == 4);
+    wait_until("a removed directory", &repo, || {
+        lines(&repo, "build.log") == 4
+    });
     assert_eq!(repo.read("out/list"), "src/a.txt\ntwo\n");
     assert_eq!(watch.interrupt(), Some(0));
 
