@@ -165,7 +165,12 @@ impl Session {
                     Err(RecvTimeoutError::Disconnected) => return Ok(exit::SUCCESS),
                 };
             }
-            self.changed(paths, rescan)?;
+            // One bad moment (a file git is rewriting, a job that cannot be keyed) must not end
+            // the watch: say what went wrong and wait for the next change.
+            if let Err(err) = self.changed(paths, rescan) {
+                super::report_error(&err);
+                Output.err("weir watch: still watching");
+            }
         }
     }
 
