@@ -155,7 +155,7 @@ impl<'a> Cache<'a> {
         root: &Path,
         stats: &StatCache,
     ) -> Result<Restored, Error> {
-        let items = self.repo.tree_items(commit, OUTPUTS)?;
+        let items = stats.tree_items(self.repo, commit, OUTPUTS)?;
         let mut disk = DiskCheck::new(root);
         let mut plan = Vec::with_capacity(items.len());
         let mut seen = BTreeSet::new();
