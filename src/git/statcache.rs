@@ -162,13 +162,11 @@ impl StatCache {
         }))
     }
 
-    /// Records that weir just wrote `id` to `base/rel`.
-    pub fn wrote(&self, base: &Path, rel: &str, mode: FileMode, id: ObjectId) {
-        let abs = base.join(rel);
-        if let Ok(meta) = fs::symlink_metadata(&abs) {
-            self.lock().insert(abs, (Stat::of(&meta), mode, id));
-            self.dirty.store(true, Ordering::Relaxed);
-        }
+    /// Records that weir just wrote `id` to `base/rel`, which now has the metadata `meta`.
+    pub fn wrote(&self, base: &Path, rel: &str, mode: FileMode, id: ObjectId, meta: &fs::Metadata) {
+        self.lock()
+            .insert(base.join(rel), (Stat::of(meta), mode, id));
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Writes the cache back if anything changed; entries of files that are gone are dropped.

@@ -203,8 +203,8 @@ impl<'a> Cache<'a> {
         for (item, mode) in plan {
             let abs = root.join(&item.path);
             let bytes = self.repo.read_blob(item.id)?;
-            write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
-            stats.wrote(root, &item.path, mode, item.id);
+            let meta = write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
+            stats.wrote(root, &item.path, mode, item.id, &meta);
             restored.written += 1;
         }
         Ok(restored)
@@ -470,7 +470,12 @@ impl<'a> DiskCheck<'a> {
 /// in the way is replaced. The old content is overwritten, not truncated first: truncating frees
 /// the file's blocks (a discard on some disks) and waits for their writeback, which cost about a
 /// millisecond a file; the file is only cut to length afterwards, when the new content is shorter.
-pub(crate) fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::Result<()> {
+/// Returns the written file's metadata (as `lstat` gives it), which saves callers a stat.
+pub(crate) fn write_file(
+    abs: &Path,
+    mode: FileMode,
+    bytes: &[u8],
+) -> std::io::Result<fs::Metadata> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let existing = fs::symlink_metadata(abs).ok();
     match &existing {
@@ -486,7 +491,8 @@ pub(crate) fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::R
     }
     if mode == FileMode::Symlink {
         use std::os::unix::ffi::OsStrExt;
-        return std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(bytes), abs);
+        std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(bytes), abs)?;
+        return fs::symlink_metadata(abs);
     }
     let bits = if mode == FileMode::Executable {
         0o755
@@ -500,16 +506,18 @@ pub(crate) fn write_file(abs: &Path, mode: FileMode, bytes: &[u8]) -> std::io::R
         .mode(bits)
         .open(abs)?;
     file.write_all(bytes)?;
-    let meta = file.metadata()?;
+    let mut meta = file.metadata()?;
     let len = bytes.len() as u64;
     if meta.len() > len {
         file.set_len(len)?;
+        meta = file.metadata()?;
     }
     // An existing file keeps its old mode, and the umask may narrow a new one.
     if meta.permissions().mode() & 0o777 != bits {
         file.set_permissions(fs::Permissions::from_mode(bits))?;
+        meta = file.metadata()?;
     }
-    Ok(())
+    Ok(meta)
 }
 
 #[cfg(test)]
