@@ -287,7 +287,9 @@ impl Engine {
                 )
             }
             Inputs::Exact(paths) => {
-                let wanted = |p: &str| paths.iter().any(|x| x == p);
+                let set: std::collections::HashSet<&str> =
+                    paths.iter().map(String::as_str).collect();
+                let wanted = |p: &str| set.contains(p);
                 repo.files(
                     &self.index,
                     &self.root,

@@ -189,7 +189,10 @@ pub(super) fn execute_with(
         trigger: trigger.to_string(),
         jobs: plan.iter().map(|j| j.name.clone()).collect(),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread drives the scheduler and the jobs' pipes; the work that blocks (keys, restores,
+    // stores) runs on the blocking pool. Worker threads would only add start-up and wake-ups:
+    // the jobs themselves are processes.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::io("cannot start the async runtime", e))?;

@@ -227,7 +227,15 @@ impl<'r> Ignores<'r> {
 impl Repo {
     /// Reads the index once; every key of a run is computed against this snapshot.
     pub fn index_snapshot(&self) -> Result<IndexSnapshot, Error> {
-        let index = self.gix().index_or_empty()?;
+        let Some(index) = self.read_index(&self.gix().index_path())? else {
+            // No index yet (a fresh repository): nothing is tracked.
+            return Ok(IndexSnapshot {
+                root: self.workdir().to_path_buf(),
+                entries: BTreeMap::new(),
+                timestamp: 0,
+                synced: false,
+            });
+        };
         let mut entries = BTreeMap::new();
         for entry in index.entries() {
             if entry.stage_raw() != 0 {

@@ -271,14 +271,21 @@ impl Repo {
             name,
             deref: false,
         };
-        self.repo.edit_reference(edit).map_err(|err| {
-            let now = self.find_ref(refname).ok().flatten();
-            if now.is_some() && now != expected {
-                Error::RefExists(refname.to_owned())
-            } else {
-                Error::Gix(err)
-            }
-        })?;
+        // The reflog (written only where git would keep one) is signed like the commit: gix's
+        // default signer would work out the local time zone.
+        let signature = self.signature();
+        let mut time = gix::date::parse::TimeBuf::default();
+        let signer = signature.to_ref(&mut time);
+        self.repo
+            .edit_references_as([edit], Some(signer))
+            .map_err(|err| {
+                let now = self.find_ref(refname).ok().flatten();
+                if now.is_some() && now != expected {
+                    Error::RefExists(refname.to_owned())
+                } else {
+                    Error::Gix(err)
+                }
+            })?;
         Ok(())
     }
 
@@ -362,6 +369,18 @@ impl Repo {
                 Ok((kind, id))
             }
         }
+    }
+
+    /// The index file at `path`, `None` if there is none. Its trailing checksum is not verified,
+    /// as git does not when it reads an index: hashing the whole file was most of the cost of
+    /// reading a large one.
+    pub(super) fn read_index(&self, path: &Path) -> Result<Option<gix::index::File>, Error> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let index = gix::index::File::at(path, self.repo.object_hash(), true, Default::default())
+            .map_err(gix::Error::from_error)?;
+        Ok(Some(index))
     }
 
     /// The object `refname` points at, if it exists.
@@ -482,15 +501,27 @@ impl Repo {
     }
 
     /// The git identity weir records as author of its commits: the configured committer, else a
-    /// fixed one, so that recording a run never fails for want of `user.name`.
+    /// fixed one, so that recording a run never fails for want of `user.name`. Read from the
+    /// configuration as gix's `committer()` resolves it (`committer.*`, `user.*`, then the
+    /// fallbacks gix sets from the environment), but without the time that also works out: its
+    /// local time zone scans the whole zoneinfo tree, and weir records UTC anyway.
     fn signature(&self) -> gix::actor::Signature {
         let time = gix::date::Time::now_utc();
-        match self.repo.committer() {
-            Some(Ok(sig)) => gix::actor::Signature {
-                name: sig.name.to_owned(),
-                email: sig.email.to_owned(),
-                time,
-            },
+        let config = self.repo.config_snapshot();
+        let first = |keys: &[&str]| keys.iter().find_map(|key| config.string(*key));
+        let name = first(&[
+            "committer.name",
+            "user.name",
+            "gitoxide.committer.nameFallback",
+        ]);
+        let email = first(&[
+            "committer.email",
+            "user.email",
+            "gitoxide.user.emailFallback",
+            "gitoxide.committer.emailFallback",
+        ]);
+        match (name, email) {
+            (Some(name), Some(email)) => gix::actor::Signature { name, email, time },
             _ => gix::actor::Signature {
                 name: "weir".into(),
                 email: "weir@localhost".into(),

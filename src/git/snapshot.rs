@@ -41,12 +41,9 @@ impl Repo {
             Some(path) => self.workdir().join(path),
             None => self.gix().index_path(),
         };
-        if !path.exists() {
+        let Some(index) = self.read_index(&path)? else {
             return Ok((Vec::new(), BTreeMap::new()));
-        }
-        let index =
-            gix::index::File::at(&path, self.gix().object_hash(), false, Default::default())
-                .map_err(gix::Error::from_error)?;
+        };
         let mut entries = Vec::new();
         for entry in index.entries() {
             if entry.stage_raw() != 0 || entry.flags.contains(Flags::INTENT_TO_ADD) {
@@ -86,7 +83,7 @@ impl Repo {
             return Ok(staged.iter().map(|e| e.path.clone()).collect());
         };
         let mut known = BTreeMap::new();
-        let mut same_dirs = Vec::new();
+        let mut same_dirs = std::collections::HashSet::new();
         let root = self.gix().find_commit(head)?.tree_id()?.detach();
         let mut stack = vec![(root, String::new())];
         while let Some((id, dir)) = stack.pop() {
@@ -95,7 +92,7 @@ impl Repo {
                     // The whole index matches HEAD.
                     return Ok(Vec::new());
                 }
-                same_dirs.push(format!("{dir}/"));
+                same_dirs.insert(dir);
                 continue;
             }
             let tree = self.gix().find_tree(id)?;
@@ -119,7 +116,12 @@ impl Repo {
                 }
             }
         }
-        let unchanged_dir = |path: &str| same_dirs.iter().any(|d| path.starts_with(d.as_str()));
+        // By each directory above the path: one lookup per level, not a scan of every
+        // unchanged directory for every staged file.
+        let unchanged_dir = |path: &str| {
+            path.match_indices('/')
+                .any(|(end, _)| same_dirs.contains(&path[..end]))
+        };
         Ok(staged
             .iter()
             .filter(|e| {

@@ -124,11 +124,17 @@ impl Snapshot {
             })?;
             let abs = self.dir.join(&entry.path);
             let bytes = repo.read_blob(entry.id)?;
-            if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) {
-                fs::remove_dir_all(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
-            }
-            write_file(&abs, entry.mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
-            let meta = fs::symlink_metadata(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
+            let meta = match write_file(&abs, entry.mode, &bytes) {
+                Ok(meta) => meta,
+                // A directory where the file goes (the tree changed a directory into a file):
+                // looked for only when the write fails, which saves a stat on every file.
+                Err(_) if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) => {
+                    fs::remove_dir_all(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
+                    write_file(&abs, entry.mode, &bytes)
+                        .map_err(|e| Error::Write(abs.clone(), e))?
+                }
+                Err(e) => return Err(Error::Write(abs, e)),
+            };
             new.insert(
                 entry.path.clone(),
                 Written {
