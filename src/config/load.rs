@@ -1181,7 +1181,15 @@ fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
         return Err(format!("`{raw}` {state}"));
     }
     // A symlink inside the tree could still lead out of it; lexical checks cannot see that.
-    if let (Ok(root), Ok(real)) = (root.canonicalize(), full.canonicalize())
+    // Resolving paths costs a readlink per component of the root too: only when a symlink is
+    // on the way.
+    let mut on_the_way = root.to_path_buf();
+    let through_symlink = dir.components().any(|part| {
+        on_the_way.push(part);
+        on_the_way.symlink_metadata().is_ok_and(|m| m.is_symlink())
+    });
+    if through_symlink
+        && let (Ok(root), Ok(real)) = (root.canonicalize(), full.canonicalize())
         && !real.starts_with(&root)
     {
         return Err(format!(

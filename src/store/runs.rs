@@ -1,5 +1,6 @@
 //! Run records: one parentless commit per run at `refs/weir/runs/<time>-<id>`, whose tree holds
-//! `run` (a JSON summary) and `jobs/<job>/{log,result}`, so plain `git show` can read them.
+//! `run` (a JSON summary of every job) and, for each job that ran, `jobs/<job>/{log,result}`, so
+//! plain `git show` can read them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,8 +12,9 @@ use crate::git::{self, Repo, TreeEntry};
 use crate::report::{JobStatus, RunOutcome};
 
 pub const PREFIX: &str = "refs/weir/runs/";
-/// The version of the record format, bumped on incompatible changes.
-const FORMAT: u32 = 1;
+/// The version of the record format, bumped on incompatible changes. 2: jobs that did not run
+/// (hits, skipped jobs) have no `jobs/<job>/` files.
+const FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -143,6 +145,11 @@ impl<'a> Runs<'a> {
     pub fn record(&self, summary: &RunSummary, result: &RunResult) -> Result<String, Error> {
         let mut files = vec![TreeEntry::bytes("run", to_json(summary))];
         for (job, summary) in result.jobs.iter().zip(&summary.jobs) {
+            // A job that did not run (a hit, or skipped) is described in full by `run`; giving it
+            // files of its own would cost two objects per job on every cached run.
+            if matches!(job.status, JobStatus::Cached | JobStatus::Skipped) && job.log.is_empty() {
+                continue;
+            }
             files.push(TreeEntry::bytes(
                 format!("jobs/{}/result", job.name),
                 to_json(summary),
