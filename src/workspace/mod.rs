@@ -81,7 +81,9 @@ impl Snapshot {
                 ..Synced::default()
             });
         }
+        let started = std::time::Instant::now();
         let old = self.load();
+        tracing::debug!(elapsed = ?started.elapsed(), files = old.len(), "loaded the snapshot state");
         let mut new = BTreeMap::new();
         let mut synced = Synced::default();
         // Which files are as weir left them: one lstat each, spread over the cores, since
@@ -109,6 +111,7 @@ impl Snapshot {
                 .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
+        tracing::debug!(elapsed = ?started.elapsed(), "checked the snapshot's files");
         for (entry, known) in entries
             .iter()
             .zip(checked.into_iter().chain(std::iter::repeat(None)))
@@ -152,9 +155,11 @@ impl Snapshot {
                 remove_empty_parents(&self.dir, &abs);
             }
         }
+        tracing::debug!(elapsed = ?started.elapsed(), ?synced, "wrote the snapshot's files");
         if synced.written > 0 || synced.removed > 0 || old.len() != new.len() {
             self.save(&new)?;
         }
+        tracing::debug!(elapsed = ?started.elapsed(), "saved the snapshot state");
         // Without the digest the next sync only compares entry by entry.
         let _ = fs::write(&self.digest, digest);
         Ok(synced)
