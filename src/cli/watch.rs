@@ -200,6 +200,8 @@ impl Session {
                     .map(|f| self.context.repo.workdir().join(f)),
             );
         }
+        // A directory itself is nothing a job reads; what is in it is listed on its own.
+        paths.retain(|p| !p.is_dir());
         paths.extend(found);
         if paths.iter().any(|p| p == &self.pipeline.path) {
             self.reload()?;
