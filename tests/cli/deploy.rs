@@ -547,3 +547,40 @@ run = "true"
     assert!(repo.git(&["for-each-ref", "refs/weir/deploy/"]).is_empty());
     assert!(!repo.weir(&["status"]).stdout().contains("locked"));
 }
+
+#[test]
+fn verify_finds_a_ledger_that_was_tampered_with() {
+    let dest = TempDir::new().expect("temp dir");
+    let repo = repo_with(&dest, "", "good v1\n");
+    repo.weir(&["run", "staging"]).expect_code(0);
+    repo.write("src/app.txt", "good v2\n");
+    repo.commit_all("v2");
+    repo.weir(&["run", "staging"]).expect_code(0);
+    verify(&repo, "staging");
+
+    // Rewrite history: drop entry #2 by making #3's parent #1, as a force-push might.
+    let entries = repo.git(&["rev-list", "refs/weir/deploy/staging"]);
+    let chain: Vec<&str> = entries.lines().collect();
+    assert_eq!(chain.len(), 4);
+    let tree = repo.git(&["rev-parse", &format!("{}^{{tree}}", chain[1])]);
+    let forged = repo.git(&["commit-tree", tree.trim(), "-p", chain[3], "-m", "forged"]);
+    let tip_tree = repo.git(&["rev-parse", &format!("{}^{{tree}}", chain[0])]);
+    let tip = repo.git(&[
+        "commit-tree",
+        tip_tree.trim(),
+        "-p",
+        forged.trim(),
+        "-m",
+        "tip",
+    ]);
+    repo.git(&["update-ref", "refs/weir/deploy/staging", tip.trim()]);
+
+    let run = repo.weir(&["history", "--verify", "staging"]);
+    run.expect_code(1);
+    assert!(
+        run.stdout()
+            .contains("numbered #3, but it is entry #2 of the chain"),
+        "{}",
+        run.stdout()
+    );
+}
