@@ -145,7 +145,7 @@ impl Session {
             };
             // One batch lasts until the files have been quiet for the debounce: a burst, however
             // long, makes one run, which sees its end.
-            let quiet = self.args.debounce.saturating_sub(watch::SETTLE);
+            let quiet = self.args.debounce.saturating_sub(watch::REPORTED_AFTER);
             let mut paths = BTreeSet::new();
             let mut rescan = false;
             let mut next = Some(first);

@@ -11,11 +11,18 @@ use notify::event::EventKind;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
 
-/// How long a path must be quiet before the debouncer reports it, and how often it looks: the
-/// first part of the debounce, which the caller completes by waiting for the whole stream of
-/// changes to be quiet (a burst over many files is then one batch).
-pub const SETTLE: Duration = Duration::from_millis(20);
-const TICK: Duration = Duration::from_millis(10);
+/// How long (ms) a path must be quiet before the debouncer reports it: the first part of the
+/// debounce, which the caller completes by waiting for the whole stream of changes to be quiet
+/// (a burst over many files is then one batch).
+const SETTLE_MS: u64 = 20;
+/// How often (ms) the debouncer looks for quiet paths: it wakes this often even when nothing
+/// happens, so not too often.
+const TICK_MS: u64 = 20;
+/// How long after a change, on average, the debouncer reports it: what the caller's own wait
+/// leaves out of the debounce.
+pub const REPORTED_AFTER: Duration = Duration::from_millis(SETTLE_MS + TICK_MS / 2);
+const SETTLE: Duration = Duration::from_millis(SETTLE_MS);
+const TICK: Duration = Duration::from_millis(TICK_MS);
 
 /// How often the fallback watcher polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -54,7 +61,7 @@ pub const LIMIT_MESSAGE: &str = "the inotify watch limit is reached; polling eve
 
 impl Watcher {
     /// Watches each of `dirs` (not their subdirectories), sending what happens to `notices`
-    /// once each path has been quiet for [`SETTLE`]. With `poll`, or when the kernel refuses
+    /// once each path has been quiet for a moment ([`REPORTED_AFTER`] on average). With `poll`, or when the kernel refuses
     /// more watches, it polls; the second value says why when it had to.
     pub fn start(
         dirs: &[PathBuf],
