@@ -14,10 +14,10 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 /// How long (ms) a path must be quiet before the debouncer reports it: the first part of the
 /// debounce, which the caller completes by waiting for the whole stream of changes to be quiet
 /// (a burst over many files is then one batch).
-const SETTLE_MS: u64 = 20;
+const SETTLE_MS: u64 = 10;
 /// How often (ms) the debouncer looks for quiet paths: it wakes this often even when nothing
 /// happens, so not too often.
-const TICK_MS: u64 = 20;
+const TICK_MS: u64 = 10;
 /// How long after a change, on average, the debouncer reports it: what the caller's own wait
 /// leaves out of the debounce.
 pub const REPORTED_AFTER: Duration = Duration::from_millis(SETTLE_MS + TICK_MS / 2);
