@@ -16,12 +16,14 @@ use crate::store::ledger::{self, Entry, Ledger, NewRecord, State};
 #[derive(Debug, clap::Args)]
 pub struct EnvArgs {
     /// The environment (a deploy job's `environment`)
+    #[arg(value_parser = parse_environment)]
     environment: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct HistoryArgs {
     /// The environment (a deploy job's `environment`)
+    #[arg(value_parser = parse_environment)]
     environment: String,
     /// Check the chain instead of listing it: numbering, parents, objects present
     #[arg(long)]
@@ -34,6 +36,7 @@ pub struct HistoryArgs {
 #[derive(Debug, clap::Args)]
 pub struct RollbackArgs {
     /// The environment (a deploy job's `environment`)
+    #[arg(value_parser = parse_environment)]
     environment: String,
     /// The ledger entry to deploy again: its number (`3`) or commit id; default: the release that
     /// was live before the current one
@@ -433,4 +436,12 @@ fn deploy_entry(context: &Context, env: &str, entry: &Entry, mode: Mode) -> Resu
         },
     )?;
     Ok(exit_code(outcome))
+}
+
+/// An environment name as `.pipeline.toml` accepts it: it is part of a ref name and a file name.
+fn parse_environment(name: &str) -> Result<String, String> {
+    match config::ref_name_problem(name) {
+        None => Ok(name.to_owned()),
+        Some(problem) => Err(format!("not an environment name: {problem}")),
+    }
 }

@@ -1285,7 +1285,7 @@ fn shortest_cycle(edges: &[Vec<(usize, Range<usize>)>], start: usize) -> Vec<usi
 }
 
 /// Why `name` cannot be a job or environment name, which ends up inside a git ref name.
-fn ref_name_problem(name: &str) -> Option<String> {
+pub fn ref_name_problem(name: &str) -> Option<String> {
     let Some(first) = name.chars().next() else {
         return Some("it is empty".to_owned());
     };

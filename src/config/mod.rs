@@ -7,5 +7,5 @@ mod load;
 pub mod model;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
-pub use load::{Error, FILE_NAME, load, parse};
+pub use load::{Error, FILE_NAME, load, parse, ref_name_problem};
 pub use model::*;

@@ -584,3 +584,21 @@ fn verify_finds_a_ledger_that_was_tampered_with() {
         run.stdout()
     );
 }
+
+#[test]
+fn an_environment_name_that_could_leave_weirs_directories_is_refused() {
+    let repo = TestRepo::with_pipeline("[jobs.a]\nrun = \"true\"\n");
+    for args in [
+        ["unlock", "../../index"],
+        ["history", "a..b"],
+        ["approve", "prod/eu"],
+    ] {
+        let run = repo.weir(&args);
+        run.expect_code(2);
+        assert!(
+            run.stderr().contains("not an environment name"),
+            "{}",
+            run.stderr()
+        );
+    }
+}
