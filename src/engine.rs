@@ -393,8 +393,7 @@ impl Engine {
                 inputs.retain(|p, _| p != path && !p.starts_with(&under));
                 continue;
             };
-            let wanted =
-                globs.matches(path) && (!ignored || globs.explicit().iter().any(|e| e == path));
+            let wanted = globs.reads(path, *ignored);
             if wanted {
                 inputs.insert(
                     path.clone(),

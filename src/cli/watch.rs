@@ -544,9 +544,7 @@ impl Matcher {
         for job in &self.jobs {
             let reads = paths.iter().any(|(path, ignored)| match &job.inputs {
                 None => !ignored,
-                Some(globs) => {
-                    globs.matches(path) && (!ignored || globs.explicit().iter().any(|e| e == path))
-                }
+                Some(globs) => globs.reads(path, *ignored),
             });
             if reads {
                 names.extend(job.downstream.iter().map(|&i| self.jobs[i].name.clone()));

@@ -50,6 +50,12 @@ impl Globs {
         self.set.is_match(path)
     }
 
+    /// Whether a job with these input globs reads `path`: it matches, and, if git ignores it,
+    /// a glob names it outright.
+    pub fn reads(&self, path: &str, ignored: bool) -> bool {
+        self.matches(path) && (!ignored || self.explicit.iter().any(|e| e == path))
+    }
+
     /// Directories to search, relative to the root (`""` is the root itself).
     pub fn walk_dirs(&self) -> &[String] {
         &self.walk
@@ -80,6 +86,15 @@ mod tests {
 
     fn globs(patterns: &[&str]) -> Globs {
         Globs::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn an_ignored_file_is_read_only_where_a_glob_names_it() {
+        let g = globs(&["src/**", "local.cfg"]);
+        assert!(g.reads("src/a.rs", false));
+        assert!(!g.reads("src/gen.rs", true));
+        assert!(g.reads("local.cfg", true));
+        assert!(!g.reads("other.cfg", false));
     }
 
     #[test]
