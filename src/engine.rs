@@ -15,6 +15,7 @@ use crate::git::{Entry, IndexSnapshot, Query, Repo, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 use crate::store::ledger::ArtifactFile;
+use crate::sync::lock;
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Default)]
@@ -721,13 +722,6 @@ impl Engine {
             tracing::debug!(%err, "could not save the stat cache");
         }
     }
-}
-
-/// A poisoned lock only means another job panicked; the data behind it is still sound.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The jobs `name` needs, directly or not, that are not deploy jobs.

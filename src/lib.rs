@@ -15,5 +15,6 @@ pub mod graph;
 pub mod key;
 pub mod report;
 pub mod store;
+mod sync;
 pub mod trigger;
 pub mod workspace;

@@ -19,6 +19,7 @@ use crate::git::Repo;
 use crate::graph::{Graph, Selection};
 use crate::key::{Globs, Manifest};
 use crate::report::{JobStatus, Output};
+use crate::sync::lock;
 use crate::trigger::trust;
 use crate::trigger::watch::{self, Notice, Watcher};
 
@@ -655,11 +656,4 @@ fn listen_for_interrupts(to_loop: Sender<Msg>) -> Result<(), Error> {
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))
-}
-
-/// A poisoned lock only means the other thread panicked; the data behind it is still sound.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -13,6 +13,7 @@ use crate::exec::{Before, Finished, JobSecrets, Recovery, Rollback};
 use crate::git::{Entry as FileEntry, Repo};
 use crate::report::JobStatus;
 use crate::store::ledger::{self, ArtifactFile, Event, Ledger, NewRecord, Release, State};
+use crate::sync;
 use crate::workspace::Snapshot;
 use lock::{Attempt, EnvLock};
 
@@ -237,7 +238,7 @@ impl Deploys {
             Ok(started) => started,
             Err(e) => return fail(lock, e),
         };
-        lock_map(&self.active).insert(
+        sync::lock(&self.active).insert(
             index,
             Active {
                 lock,
@@ -261,7 +262,7 @@ impl Deploys {
     }
 
     fn release_commit(&self, index: usize) -> Option<ObjectId> {
-        lock_map(&self.active)
+        sync::lock(&self.active)
             .get(&index)
             .and_then(|a| a.release.commit)
     }
@@ -269,7 +270,7 @@ impl Deploys {
     /// Deploy job `index` failed without a `rollback` command: prepares the release that was
     /// live before it to be deployed again, if there was one.
     pub fn recover(&self, repo: &Repo, index: usize) -> Result<Option<Recovery>, String> {
-        let mut active = lock_map(&self.active);
+        let mut active = sync::lock(&self.active);
         let Some(active) = active.get_mut(&index) else {
             return Ok(None);
         };
@@ -301,7 +302,7 @@ impl Deploys {
 
     /// Deploy job `index` is over: records its outcome and releases the lock.
     pub fn finished(&self, repo: &Repo, index: usize, end: &Finished) -> Result<(), String> {
-        let Some(active) = lock_map(&self.active).remove(&index) else {
+        let Some(active) = sync::lock(&self.active).remove(&index) else {
             return Ok(());
         };
         let rolled = match (end.rollback, active.recovered_to) {
@@ -393,11 +394,4 @@ pub fn short_hex(commit: Option<&str>) -> String {
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
-}
-
-/// A poisoned lock only means another job panicked; the map behind it is still sound.
-fn lock_map<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

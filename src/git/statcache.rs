@@ -17,6 +17,7 @@ use gix::ObjectId;
 
 use super::files::{FileId, FileMode, hash_file};
 use super::repo::{Error, Repo, TreeItem};
+use crate::sync::lock;
 
 /// Format version, first line of the file.
 const HEADER: &str = "weir-stat-cache 1";
@@ -250,13 +251,6 @@ impl StatCache {
         listings.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// A poisoned lock means another job panicked mid-insert; the data is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The listings in `file`; an unreadable or foreign file, or a damaged listing, gives nothing

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
+use super::to_json;
 use crate::git::{self, Repo, TreeEntry};
 
 pub const PREFIX: &str = "refs/weir/deploy/";
@@ -429,11 +430,4 @@ impl<'e> State<'e> {
             unfinished,
         }
     }
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Serialising this plain struct cannot fail.
-    let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
+use super::to_json;
 use crate::exec::RunResult;
 use crate::git::{self, Repo, TreeEntry};
 use crate::report::{JobStatus, RunOutcome};
@@ -227,13 +228,6 @@ impl<'a> Runs<'a> {
             .ok_or_else(|| unreadable("it has no `run` file".into()))?;
         serde_json::from_slice(&bytes).map_err(|e| unreadable(Box::new(e)))
     }
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Serialising these plain structs cannot fail.
-    let mut bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
 }
 
 #[cfg(test)]
