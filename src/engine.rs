@@ -16,6 +16,7 @@ use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 use crate::store::ledger::ArtifactFile;
 use crate::sync::lock;
+use crate::workspace::{Touched, Tracker};
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Default)]
@@ -46,10 +47,13 @@ pub enum Workspace {
     /// The working tree, keyed through the index's stat data.
     Worktree,
     /// A snapshot directory synced to these entries; `root` is the pipeline root inside it.
+    /// `watch`, when given, already watches what jobs touch there; else one starts with the
+    /// first job that runs.
     Snapshot {
         root: PathBuf,
         dir: PathBuf,
         entries: Vec<Entry>,
+        watch: Option<Tracker>,
     },
 }
 
@@ -107,6 +111,55 @@ pub struct Engine {
     root_in_repo: PathBuf,
     /// The key of each job computed so far, by name: the keys a deploy's artifact records.
     keys: Mutex<BTreeMap<String, String>>,
+    /// In a snapshot: what the jobs touch there.
+    touch: Option<Touch>,
+}
+
+/// What a run's jobs touch in a snapshot, watched from when the first of them starts (a run of
+/// cache hits touches nothing and watches nothing).
+struct Touch {
+    dir: PathBuf,
+    entries: Vec<Entry>,
+    state: Mutex<Touching>,
+}
+
+enum Touching {
+    /// Nothing has run in the snapshot.
+    Quiet,
+    Watching(Tracker),
+    /// Something may have changed it unwatched.
+    Unknown,
+}
+
+impl Touch {
+    /// A job is about to run in the snapshot.
+    fn job_starts(&self) {
+        let mut state = lock(&self.state);
+        if matches!(*state, Touching::Quiet) {
+            let started = std::time::Instant::now();
+            *state = match Tracker::start(&self.dir, &self.entries) {
+                Ok(tracker) => Touching::Watching(tracker),
+                Err(err) => {
+                    tracing::debug!(%err, "cannot watch the snapshot");
+                    Touching::Unknown
+                }
+            };
+            tracing::debug!(elapsed = ?started.elapsed(), "watching the snapshot");
+        }
+    }
+
+    /// Files were written into the snapshot (a restore), whether or not a tracker saw it.
+    fn written(&self) {
+        *lock(&self.state) = Touching::Unknown;
+    }
+
+    fn finish(&self) -> Option<Touched> {
+        match std::mem::replace(&mut *lock(&self.state), Touching::Unknown) {
+            Touching::Quiet => Some(Touched::default()),
+            Touching::Watching(tracker) => tracker.finish(),
+            Touching::Unknown => None,
+        }
+    }
 }
 
 /// What `after` needs from `before` for a job that runs.
@@ -213,10 +266,21 @@ impl Engine {
             deploy.dir = root_in_repo.join(&deploy.dir);
             deploy.upstream = upstream(pipeline, &deploy.name);
         }
-        let (index, root) = match workspace {
-            Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone()),
-            Workspace::Snapshot { root, dir, entries } => {
-                (IndexSnapshot::synced(&dir, &entries), root)
+        let (index, root, touch) = match workspace {
+            Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone(), None),
+            Workspace::Snapshot {
+                root,
+                dir,
+                entries,
+                watch,
+            } => {
+                let index = IndexSnapshot::synced(&dir, &entries);
+                let touch = Touch {
+                    dir,
+                    entries,
+                    state: Mutex::new(watch.map_or(Touching::Quiet, Touching::Watching)),
+                };
+                (index, root, Some(touch))
             }
         };
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
@@ -239,7 +303,14 @@ impl Engine {
             deploys,
             root_in_repo,
             keys: Mutex::new(BTreeMap::new()),
+            touch,
         })
+    }
+
+    /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
+    /// run was in the working tree). Call it once the run is over.
+    pub fn touched(&self) -> Option<Touched> {
+        self.touch.as_ref()?.finish()
     }
 
     fn stats(&self) -> &StatCache {
@@ -478,8 +549,9 @@ impl Engine {
     }
 }
 
-impl Keys for Engine {
-    fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
+impl Engine {
+    /// What [`Keys::before`] answers, before the snapshot's watch hears of it.
+    fn decide(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
         let spec = &self.jobs[job];
         if let Some(deploy) = &spec.deploy {
             return self.deploys.before(
@@ -540,6 +612,23 @@ impl Keys for Engine {
             notes,
             secrets,
         })
+    }
+}
+
+impl Keys for Engine {
+    fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
+        let before = self.decide(job, needs);
+        if let Some(touch) = &self.touch {
+            match &before {
+                Ok(Before::Run { .. }) => touch.job_starts(),
+                Ok(
+                    Before::Hit { restored: 0, .. } | Before::Hold { .. } | Before::Later { .. },
+                ) => {}
+                // A restore wrote files, or may have before it failed.
+                Ok(Before::Hit { .. }) | Err(_) => touch.written(),
+            }
+        }
+        before
     }
 
     fn after(

@@ -14,6 +14,7 @@ pub mod git;
 pub mod graph;
 pub mod key;
 pub mod report;
+mod statefile;
 pub mod store;
 mod sync;
 pub mod trigger;

@@ -424,7 +424,12 @@ fn deploy_entry(context: &Context, env: &str, entry: &Entry, mode: Mode) -> Resu
         &graph,
         Execution {
             trigger: Event::Manual,
-            workspace: Workspace::Snapshot { root, dir, entries },
+            workspace: Workspace::Snapshot {
+                root,
+                dir,
+                entries,
+                watch: None,
+            },
             cache: CacheOptions::default(),
             parallel: Some(1),
             keep_going: false,

@@ -15,10 +15,10 @@ use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::Snapshot;
+use crate::workspace::{Snapshot, Tracker};
 
 use super::Context;
-use super::run::{Execution, execute, execute_with, exit_code};
+use super::run::{Execution, execute_with, exit_code};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,11 +83,11 @@ fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
     }
 }
 
-/// Syncs snapshot `name` to `entries`.
-fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<Snapshot, Error> {
+/// Syncs snapshot `name` to `entries`, with a watch of what jobs then touch there if it changed.
+fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<(Snapshot, Option<Tracker>), Error> {
     let snapshot = Snapshot::new(repo, name);
-    snapshot.sync(repo, entries)?;
-    Ok(snapshot)
+    let watch = snapshot.sync_watched(repo, entries)?;
+    Ok((snapshot, watch))
 }
 
 /// A hook's run: `source` is the commit its workspace holds, if it holds one.
@@ -152,7 +152,7 @@ fn pre_commit() -> Result<u8, Error> {
         return Ok(exit::SUCCESS);
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
-    let snapshot = sync(repo, "pre-commit", &staged)?;
+    let (snapshot, watch) = sync(repo, "pre-commit", &staged)?;
     tracing::debug!(elapsed = ?clock.elapsed(), "synced the snapshot");
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let mut run = execution(
@@ -161,14 +161,14 @@ fn pre_commit() -> Result<u8, Error> {
             root,
             dir: snapshot.dir.clone(),
             entries: staged.clone(),
+            watch,
         },
         None,
     );
     run.files = files;
     let done = execute_with(&context, &pipeline, &graph, run)?;
-    if done.all_cached {
-        snapshot.mark_clean();
-    }
+    snapshot.record(done.touched.as_ref());
+    tracing::debug!(elapsed = ?clock.elapsed(), "ran the jobs");
     let (outcome, engine) = (done.outcome, done.engine);
     if outcome != RunOutcome::Passed {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
@@ -350,9 +350,9 @@ fn run_on_commit(
 ) -> Result<RunOutcome, Error> {
     let repo = &context.repo;
     let entries = repo.commit_files(commit)?;
-    let snapshot = sync(repo, event.as_str(), &entries)?;
+    let (snapshot, watch) = sync(repo, event.as_str(), &entries)?;
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
-    execute(
+    let done = execute_with(
         context,
         pipeline,
         graph,
@@ -362,10 +362,13 @@ fn run_on_commit(
                 root,
                 dir: snapshot.dir.clone(),
                 entries,
+                watch,
             },
             Some(commit),
         ),
-    )
+    )?;
+    snapshot.record(done.touched.as_ref());
+    Ok(done.outcome)
 }
 
 fn pre_push(input: &str) -> Result<u8, Error> {
@@ -444,7 +447,9 @@ fn post_receive(input: &str) -> Result<u8, Error> {
         let Some(new) = new else { continue };
         let commit = repo.resolve(&new)?;
         let entries = repo.commit_files(commit)?;
-        let snapshot = sync(repo, "merge", &entries)?;
+        // Synced before the pipeline is known to run: a watch starts with the first job.
+        let snapshot = Snapshot::new(repo, "merge");
+        snapshot.sync(repo, &entries)?;
         let file = snapshot.dir.join(config::FILE_NAME);
         let Ok(bytes) = std::fs::read(&file) else {
             continue;
@@ -464,7 +469,7 @@ fn post_receive(input: &str) -> Result<u8, Error> {
             continue;
         }
         Output.err(&format!("weir: merge jobs for {refname} at {}", &new[..12]));
-        let outcome = execute(
+        let done = execute_with(
             &context,
             &pipeline,
             &graph,
@@ -474,11 +479,13 @@ fn post_receive(input: &str) -> Result<u8, Error> {
                     root: snapshot.dir.clone(),
                     dir: snapshot.dir.clone(),
                     entries,
+                    watch: None,
                 },
                 Some(commit),
             ),
         )?;
-        code = code.max(exit_code(outcome));
+        snapshot.record(done.touched.as_ref());
+        code = code.max(exit_code(done.outcome));
     }
     Ok(code)
 }

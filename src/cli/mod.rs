@@ -84,6 +84,7 @@ enum Command {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> u8 {
     init_tracing();
+    tracing::debug!("started");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -117,6 +118,7 @@ pub fn main() -> u8 {
         Command::Ledger(command) => deploy::ledger(command),
         Command::Watch(args) => watch::run(args),
     };
+    tracing::debug!("done");
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -144,8 +144,8 @@ pub(super) struct Done {
     pub outcome: RunOutcome,
     /// The engine, which knows what the jobs changed.
     pub engine: Arc<Engine>,
-    /// Whether every job was a cache hit that wrote nothing: the workspace is untouched.
-    pub all_cached: bool,
+    /// In a snapshot, what the jobs touched there, if that is known.
+    pub touched: Option<crate::workspace::Touched>,
     /// How each job ended, in plan order.
     pub jobs: Vec<exec::JobResult>,
 }
@@ -237,15 +237,10 @@ pub(super) fn execute_with(
         waiting: summary.count(JobStatus::Waiting),
         record,
     });
-    // A hit that restored outputs wrote into the workspace: that is not leaving it untouched.
-    let all_cached = result
-        .jobs
-        .iter()
-        .all(|j| j.status == JobStatus::Cached && j.reason.is_none());
     Ok(Done {
         outcome: result.outcome,
+        touched: engine.touched(),
         engine,
-        all_cached,
         jobs: result.jobs,
     })
 }

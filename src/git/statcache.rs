@@ -199,11 +199,7 @@ impl StatCache {
         if let Some(dir) = self.file.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = self
-            .file
-            .with_extension(format!("tmp-{}", std::process::id()));
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, &self.file)?;
+        crate::statefile::replace(&self.file, text.as_bytes())?;
         self.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }
@@ -243,11 +239,7 @@ impl StatCache {
         if let Some(dir) = listings.file.parent() {
             fs::create_dir_all(dir)?;
         }
-        let tmp = listings
-            .file
-            .with_extension(format!("tmp-{}", std::process::id()));
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, &listings.file)?;
+        crate::statefile::replace(&listings.file, text.as_bytes())?;
         listings.dirty.store(false, Ordering::Relaxed);
         Ok(())
     }

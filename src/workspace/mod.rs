@@ -2,14 +2,20 @@
 //! (the staged index, a pushed commit, a merged commit), kept under `.git/weir/snapshots/<name>/`
 //! and synced incrementally: only files that differ are written.
 
-use std::collections::BTreeMap;
+mod track;
+
+use std::collections::{HashMap, HashSet};
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::git::{self, Entry, FileMode, Repo};
+use crate::statefile;
 use crate::store::cache::{check_path, write_file};
 
-const HEADER: &str = "weir-snapshot 2";
+pub use track::{Touched, Tracker};
+
+const HEADER: &str = "weir-snapshot 3";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -27,10 +33,10 @@ pub struct Snapshot {
     pub dir: PathBuf,
     /// What weir last wrote there: mode, id, stat data and path per line.
     state: PathBuf,
-    /// Present when no job has run in the directory since the last sync: its files are then
-    /// known to be as weir wrote them, and the next sync need not stat them.
-    clean: PathBuf,
-    /// A hash of the entries last synced: the same tree, clean, needs no work at all.
+    /// What jobs touched in the directory since the last sync, when that is known: the next
+    /// sync stats only those files. Absent, it stats every file.
+    touched: PathBuf,
+    /// A hash of the entries last synced: the same tree, untouched, needs no work at all.
     digest: PathBuf,
 }
 
@@ -43,16 +49,32 @@ pub struct Synced {
 }
 
 /// What the state file knows of one file: the blob weir wrote and the stat data it had then.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Written {
     mode: FileMode,
     id: gix::ObjectId,
-    stat: (u64, i64, i64, u64),
+    stat: Stat,
 }
 
-fn stat_of(meta: &fs::Metadata) -> (u64, i64, i64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    (meta.size(), meta.mtime(), meta.mtime_nsec(), meta.ino())
+/// What a file's stat says of it: any difference from when weir wrote it (a write, a `chmod`,
+/// a replacement) means it is no longer as weir wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    mode: u32,
+}
+
+fn stat_of(meta: &fs::Metadata) -> Stat {
+    Stat {
+        size: meta.size(),
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+        ino: meta.ino(),
+        mode: meta.mode(),
+    }
 }
 
 impl Snapshot {
@@ -61,7 +83,7 @@ impl Snapshot {
         Snapshot {
             dir: base.join("tree"),
             state: base.join("state"),
-            clean: base.join("clean"),
+            touched: base.join("touched"),
             digest: base.join("digest"),
         }
     }
@@ -70,54 +92,110 @@ impl Snapshot {
     /// stay). A file is rewritten only if it is new, changed in the tree, or changed on disk
     /// since weir wrote it (by its stat data, as git's index tells).
     pub fn sync(&self, repo: &Repo, entries: &[Entry]) -> Result<Synced, Error> {
-        fs::create_dir_all(&self.dir).map_err(|e| Error::Write(self.dir.clone(), e))?;
-        // Jobs may run in the directory after this sync: until told otherwise, it is not clean.
-        let clean = fs::remove_file(&self.clean).is_ok();
-        let digest = digest(entries);
-        if clean && fs::read_to_string(&self.digest).is_ok_and(|d| d == digest) {
-            // The same tree as last time, and no job has run in it since.
-            return Ok(Synced {
+        let (touched, digest) = self.begin(entries)?;
+        match touched {
+            Some(t) if t.is_empty() && self.same_tree(&digest) => Ok(Synced {
                 kept: entries.len(),
                 ..Synced::default()
-            });
+            }),
+            touched => self.update(repo, entries, touched, &digest),
         }
+    }
+
+    /// [`Snapshot::sync`], and a watch of what jobs then touch in the directory, started while
+    /// the files are written. None when the directory already held `entries` untouched: then
+    /// the jobs are most likely all cache hits, and the engine starts a watch only if one runs.
+    pub fn sync_watched(&self, repo: &Repo, entries: &[Entry]) -> Result<Option<Tracker>, Error> {
+        let (touched, digest) = self.begin(entries)?;
+        if touched.as_ref().is_some_and(Touched::is_empty) && self.same_tree(&digest) {
+            return Ok(None);
+        }
+        std::thread::scope(|scope| {
+            let tracker = scope.spawn(|| Tracker::start(&self.dir, entries));
+            self.update(repo, entries, touched, &digest)?;
+            Ok(match tracker.join() {
+                Ok(Ok(tracker)) => Some(tracker),
+                Ok(Err(err)) => {
+                    tracing::debug!(%err, "cannot watch the snapshot");
+                    None
+                }
+                Err(_) => None,
+            })
+        })
+    }
+
+    /// Creates the directory; takes what jobs touched in it since the last sync (jobs may run
+    /// in it after this one: until told otherwise, what they touch is not known); hashes
+    /// `entries`.
+    fn begin(&self, entries: &[Entry]) -> Result<(Option<Touched>, String), Error> {
+        fs::create_dir_all(&self.dir).map_err(|e| Error::Write(self.dir.clone(), e))?;
+        let touched = fs::read_to_string(&self.touched)
+            .ok()
+            .and_then(|text| parse_touched(&text));
+        let _ = fs::remove_file(&self.touched);
+        Ok((touched, digest(entries)))
+    }
+
+    /// Whether the directory was last synced to the entries with this digest.
+    fn same_tree(&self, digest: &str) -> bool {
+        fs::read_to_string(&self.digest).is_ok_and(|d| d == digest)
+    }
+
+    fn update(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        touched: Option<Touched>,
+        digest: &str,
+    ) -> Result<Synced, Error> {
         let started = std::time::Instant::now();
-        let old = self.load();
+        let text = fs::read_to_string(&self.state).unwrap_or_default();
+        let old = parse_state(&text);
         tracing::debug!(elapsed = ?started.elapsed(), files = old.len(), "loaded the snapshot state");
-        let mut new = BTreeMap::new();
-        let mut synced = Synced::default();
-        // Which files are as weir left them: one lstat each, spread over the cores, since
-        // this is most of a hook's cost in a large repository.
+        // Which files are as weir left them: those no job touched, and the others by one lstat
+        // each (a file linked elsewhere is removed, to be written anew rather than through the
+        // link), spread over the cores, since this is most of a hook's cost in a large
+        // repository when what the jobs touched is not known.
         let intact = |entry: &Entry| -> Option<Written> {
-            let was = old.get(&entry.path)?;
-            if was.mode != entry.mode || was.id != entry.id {
+            let was = old.get(entry.path.as_str())?;
+            if touched.as_ref().is_some_and(|t| !t.contains(&entry.path)) {
+                return (was.mode == entry.mode && was.id == entry.id).then_some(*was);
+            }
+            let abs = self.dir.join(&entry.path);
+            let meta = fs::symlink_metadata(&abs).ok()?;
+            if meta.is_file() && meta.nlink() > 1 {
+                // A job linked the file elsewhere: it is written anew, not through the link.
+                let _ = fs::remove_file(&abs);
                 return None;
             }
-            if clean {
-                return Some(was.clone());
-            }
-            let meta = fs::symlink_metadata(self.dir.join(&entry.path)).ok()?;
-            (was.stat == stat_of(&meta)).then(|| was.clone())
+            (was.mode == entry.mode && was.id == entry.id && was.stat == stat_of(&meta))
+                .then_some(*was)
         };
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let chunk = entries.len().div_ceil(threads).max(256);
-        let checked: Vec<Option<Written>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = entries
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(intact).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
+        let checked: Vec<Option<Written>> = if touched.is_some() {
+            entries.iter().map(intact).collect()
+        } else {
+            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let chunk = entries.len().div_ceil(threads).max(256);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = entries
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(move || part.iter().map(intact).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        };
         tracing::debug!(elapsed = ?started.elapsed(), "checked the snapshot's files");
+        let mut new = Vec::with_capacity(entries.len());
+        let mut synced = Synced::default();
         for (entry, known) in entries
             .iter()
             .zip(checked.into_iter().chain(std::iter::repeat(None)))
         {
             if let Some(known) = known {
-                new.insert(entry.path.clone(), known);
+                new.push((entry.path.as_str(), known));
                 synced.kept += 1;
                 continue;
             }
@@ -138,83 +216,142 @@ impl Snapshot {
                 }
                 Err(e) => return Err(Error::Write(abs, e)),
             };
-            new.insert(
-                entry.path.clone(),
+            new.push((
+                entry.path.as_str(),
                 Written {
                     mode: entry.mode,
                     id: entry.id,
                     stat: stat_of(&meta),
                 },
-            );
+            ));
             synced.written += 1;
         }
-        for path in old.keys().filter(|p| !new.contains_key(*p)) {
-            let abs = self.dir.join(path);
-            if fs::remove_file(&abs).is_ok() {
-                synced.removed += 1;
-                remove_empty_parents(&self.dir, &abs);
+        if synced.kept < old.len() {
+            let current: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+            for path in old.keys().filter(|p| !current.contains(*p)) {
+                let abs = self.dir.join(path);
+                if fs::remove_file(&abs).is_ok() {
+                    synced.removed += 1;
+                    remove_empty_parents(&self.dir, &abs);
+                }
             }
         }
         tracing::debug!(elapsed = ?started.elapsed(), ?synced, "wrote the snapshot's files");
         if synced.written > 0 || synced.removed > 0 || old.len() != new.len() {
-            self.save(&new)?;
+            statefile::replace(&self.state, format_state(&new).as_bytes())
+                .map_err(|e| Error::Write(self.state.clone(), e))?;
         }
         tracing::debug!(elapsed = ?started.elapsed(), "saved the snapshot state");
         // Without the digest the next sync only compares entry by entry.
-        let _ = fs::write(&self.digest, digest);
+        let _ = statefile::overwrite(&self.digest, digest.as_bytes());
         Ok(synced)
     }
 
-    /// Records that the jobs run since the last sync left the directory as it was (they were all
-    /// restored from the cache).
-    pub fn mark_clean(&self) {
-        // Without the mark the next sync only stats every file.
-        let _ = fs::write(&self.clean, b"");
-    }
-
-    fn load(&self) -> BTreeMap<String, Written> {
-        let Ok(text) = fs::read_to_string(&self.state) else {
-            return BTreeMap::new();
-        };
-        let mut lines = text.lines();
-        if lines.next() != Some(HEADER) {
-            return BTreeMap::new();
-        }
-        lines
-            .filter_map(|line| {
-                let mut parts = line.splitn(7, ' ');
-                let mode = FileMode::from_octal(parts.next()?)?;
-                let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
-                let size = parts.next()?.parse().ok()?;
-                let secs = parts.next()?.parse().ok()?;
-                let nanos = parts.next()?.parse().ok()?;
-                let ino = parts.next()?.parse().ok()?;
-                let path = parts.next()?.to_owned();
-                let stat = (size, secs, nanos, ino);
-                Some((path, Written { mode, id, stat }))
-            })
-            .collect()
-    }
-
-    fn save(&self, written: &BTreeMap<String, Written>) -> Result<(), Error> {
-        let mut text = format!("{HEADER}\n");
-        for (path, w) in written {
-            if !path.contains('\n') {
-                let (size, secs, nanos, ino) = w.stat;
-                text.push_str(&format!(
-                    "{} {} {size} {secs} {nanos} {ino} {path}\n",
-                    w.mode.as_octal(),
-                    w.id
-                ));
+    /// Records what the jobs run since the last sync touched, `None` when that is not known
+    /// (the next sync then stats every file).
+    pub fn record(&self, touched: Option<&Touched>) {
+        let Some(touched) = touched else { return };
+        let mut text = format!("{TOUCHED_HEADER}\n");
+        let lines =
+            (touched.files.iter().map(|p| ("f", p))).chain(touched.dirs.iter().map(|p| ("d", p)));
+        for (kind, path) in lines {
+            if path.contains('\n') {
+                // Not a path a line can hold: say nothing, which is "unknown".
+                return;
             }
+            text.push_str(&format!("{kind} {path}\n"));
         }
-        let tmp = self
-            .state
-            .with_extension(format!("tmp-{}", std::process::id()));
-        fs::write(&tmp, text)
-            .and_then(|()| fs::rename(&tmp, &self.state))
-            .map_err(|e| Error::Write(self.state.clone(), e))
+        // Without the record the next sync only stats every file.
+        let _ = statefile::replace(&self.touched, text.as_bytes());
     }
+}
+
+const TOUCHED_HEADER: &str = "weir-touched 1";
+
+/// The touched record; `None` if it is not one.
+fn parse_touched(text: &str) -> Option<Touched> {
+    let mut lines = text.lines();
+    if lines.next() != Some(TOUCHED_HEADER) {
+        return None;
+    }
+    let mut touched = Touched::default();
+    for line in lines {
+        match line.split_once(' ')? {
+            ("f", path) => touched.files.insert(path.to_owned()),
+            ("d", path) => touched.dirs.insert(path.to_owned()),
+            _ => return None,
+        };
+    }
+    Some(touched)
+}
+
+/// The state file's entries by path; a damaged file or line is as if weir had written nothing
+/// there (the file is then written again).
+fn parse_state(text: &str) -> HashMap<&str, Written> {
+    let mut lines = text.lines();
+    if lines.next() != Some(HEADER) {
+        return HashMap::new();
+    }
+    let mut old = HashMap::with_capacity(text.len() / 100);
+    for line in lines {
+        let parsed = (|| {
+            let mut parts = line.splitn(10, ' ');
+            let mode = FileMode::from_octal(parts.next()?)?;
+            let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
+            let mut number = || parts.next()?.parse::<i64>().ok();
+            let (size, mtime, mtime_ns, ctime, ctime_ns, ino, perm) = (
+                number()?,
+                number()?,
+                number()?,
+                number()?,
+                number()?,
+                number()?,
+                number()?,
+            );
+            let path = parts.next()?;
+            let stat = Stat {
+                size: u64::try_from(size).ok()?,
+                mtime: (mtime, mtime_ns),
+                ctime: (ctime, ctime_ns),
+                ino: u64::try_from(ino).ok()?,
+                mode: u32::try_from(perm).ok()?,
+            };
+            Some((path, Written { mode, id, stat }))
+        })();
+        if let Some((path, written)) = parsed {
+            old.insert(path, written);
+        }
+    }
+    old
+}
+
+fn format_state(written: &[(&str, Written)]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(written.len() * 128);
+    text.push_str(HEADER);
+    text.push('\n');
+    for (path, w) in written {
+        if !path.contains('\n') {
+            let Stat {
+                size,
+                mtime,
+                ctime,
+                ino,
+                mode,
+            } = w.stat;
+            let _ = writeln!(
+                text,
+                "{} {} {size} {} {} {} {} {ino} {mode} {path}",
+                w.mode.as_octal(),
+                w.id,
+                mtime.0,
+                mtime.1,
+                ctime.0,
+                ctime.1,
+            );
+        }
+    }
+    text
 }
 
 /// A hash of a tree's entries (path, mode, blob id).

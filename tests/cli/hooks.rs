@@ -178,6 +178,47 @@ fn a_fix_that_conflicts_with_unstaged_edits_touches_nothing() {
 }
 
 #[test]
+fn what_a_job_changes_in_its_snapshot_is_undone_before_the_next_hook() {
+    // The job first checks that it sees exactly the staged content, then damages its snapshot
+    // in every way it can: the next commit's job must see the staged content again.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.vandal]
+on = ["pre-commit"]
+cache = false
+run = """
+test "$(cat a.txt)" = a && test "$(cat dir/b.txt)" = b && test -x dir/run.sh \
+  && test "$(cat dir/deep/c.txt)" = c && test "$(cat same.txt)" = same \
+  && test "$(cat counter.txt)" = "$(cat expected.txt)" || { echo snapshot not as staged; exit 1; }
+printf X >> a.txt; rm dir/b.txt; chmod -x dir/run.sh; mv dir/deep moved
+printf emas > same.txt; mkdir -p new && echo junk > new/file
+"""
+"#,
+    );
+    repo.write("a.txt", "a");
+    repo.write("dir/b.txt", "b");
+    repo.write("dir/run.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        repo.file("dir/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    repo.write("dir/deep/c.txt", "c");
+    repo.write("same.txt", "same");
+    repo.write("counter.txt", "0");
+    repo.write("expected.txt", "0");
+    repo.commit_all("init");
+    install(&repo);
+    for round in 1..=3 {
+        repo.write("counter.txt", round.to_string());
+        repo.write("expected.txt", round.to_string());
+        repo.git(&["add", "counter.txt", "expected.txt"]);
+        let (ok, err) = commit(&repo, &["-m", &format!("round {round}")]);
+        assert!(ok, "round {round}: {err}");
+    }
+}
+
+#[test]
 fn a_job_running_git_in_its_snapshot_cannot_touch_the_users_index() {
     let repo = TestRepo::with_pipeline(
         r#"

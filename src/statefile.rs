@@ -1,0 +1,60 @@
+//! weir's own files under `.git/weir/` that only remember what can be worked out again (stat
+//! data, listings, a snapshot's state): losing one costs recomputing it. They are written in the
+//! way that is cheapest on ext4, not durably: ext4 flushes a file to disk when it is renamed over
+//! another one or written after being truncated to nothing (`auto_da_alloc`), which cost
+//! milliseconds per save here.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// Replaces the file at `path` with `bytes`: a reader sees the old file, the new one, or (for
+/// a moment, or after a crash) none, never part of one. The old file is removed before the new
+/// one is renamed into its place, which ext4 does not flush.
+pub(crate) fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let written = fs::write(&tmp, bytes).and_then(|()| {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Writes `bytes` over the file at `path` in place and cuts it to their length, without
+/// truncating it to nothing first. For small files read whole, where a torn write reads as
+/// damaged and is ignored.
+pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.set_len(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_and_overwrite_leave_exactly_the_new_bytes() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("state");
+        replace(&path, b"first, longer").unwrap();
+        replace(&path, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        overwrite(&path, b"third, longer still").unwrap();
+        overwrite(&path, b"4th").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"4th");
+        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file is left behind");
+    }
+}

@@ -1,0 +1,230 @@
+//! What jobs touched in a snapshot while they ran, told by inotify, so that the next sync need
+//! not stat every file to find out.
+//!
+//! Every directory holding a snapshot file is watched for anything that can change a file as
+//! weir wrote it: a write, a close after opening for writing (which also covers writes through a
+//! shared memory map), a change of mode or times, a rename or a removal. When the kernel's queue
+//! overflows, or anything cannot be told, the answer is "unknown" and the next sync stats every
+//! file, as without a tracker.
+//!
+//! Like every inotify watcher (git's fsmonitor, watchman), it does not see a write made through
+//! a hard link whose path lies outside the snapshot: a job that links snapshot files elsewhere
+//! and rewrites them in place there leaves them changed unseen.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use inotify::{EventMask, Inotify, WatchMask};
+
+use crate::git::Entry;
+
+/// Watches started before the first job runs in a snapshot.
+pub struct Tracker {
+    inotify: Inotify,
+    /// Each watch's directory, relative to the snapshot (`""` for its top).
+    dirs: HashMap<i32, String>,
+    /// Directories that could not be watched (a sync running alongside had not made them
+    /// yet): everything in them counts as touched.
+    unwatched: BTreeSet<String>,
+}
+
+/// What may differ from what weir wrote: these files, and everything under these directories.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub files: BTreeSet<String>,
+    pub dirs: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Whether `path` (a file relative to the snapshot) may have been changed.
+    pub fn contains(&self, path: &str) -> bool {
+        self.files.contains(path)
+            || path
+                .match_indices('/')
+                .any(|(end, _)| self.dirs.contains(&path[..end]))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dirs.is_empty()
+    }
+}
+
+impl Tracker {
+    /// Watches every directory of `dir` that holds one of `entries`.
+    pub fn start(dir: &Path, entries: &[Entry]) -> std::io::Result<Tracker> {
+        let inotify = Inotify::init()?;
+        let mask = WatchMask::MODIFY
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::ATTRIB
+            | WatchMask::MOVED_FROM
+            | WatchMask::MOVED_TO
+            | WatchMask::DELETE
+            | WatchMask::DELETE_SELF
+            | WatchMask::MOVE_SELF
+            | WatchMask::ONLYDIR
+            | WatchMask::DONT_FOLLOW;
+        let mut wanted = BTreeSet::from([""]);
+        for entry in entries {
+            let path = entry.path.as_str();
+            for (end, _) in path.match_indices('/') {
+                wanted.insert(&path[..end]);
+            }
+        }
+        let mut watches = inotify.watches();
+        let mut dirs = HashMap::with_capacity(wanted.len());
+        let mut unwatched = BTreeSet::new();
+        for rel in wanted {
+            match watches.add(dir.join(rel), mask) {
+                Ok(wd) => {
+                    dirs.insert(wd.get_watch_descriptor_id(), rel.to_owned());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
+                    unwatched.insert(rel.to_owned());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Tracker {
+            inotify,
+            dirs,
+            unwatched,
+        })
+    }
+
+    /// What the jobs touched since [`Tracker::start`]; `None` when that cannot be told. Call it
+    /// once every process that ran in the snapshot has ended.
+    pub fn finish(mut self) -> Option<Touched> {
+        let touched = self.read();
+        release(self.inotify);
+        touched
+    }
+
+    fn read(&mut self) -> Option<Touched> {
+        let mut touched = Touched {
+            files: BTreeSet::new(),
+            dirs: std::mem::take(&mut self.unwatched),
+        };
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            let events = match self.inotify.read_events(&mut buffer) {
+                Ok(events) => events,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(touched),
+                Err(e) => {
+                    tracing::debug!(err = %e, "could not read the snapshot's changes");
+                    return None;
+                }
+            };
+            for event in events {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    tracing::debug!("too many changes in the snapshot to track");
+                    return None;
+                }
+                let dir = self.dirs.get(&event.wd.get_watch_descriptor_id())?;
+                let Some(name) = event.name else {
+                    // The directory itself was moved, removed or changed.
+                    if dir.is_empty() {
+                        return None;
+                    }
+                    touched.dirs.insert(dir.clone());
+                    continue;
+                };
+                let name = name.to_str()?;
+                let path = if dir.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{dir}/{name}")
+                };
+                if event.mask.contains(EventMask::ISDIR) {
+                    touched.dirs.insert(path.clone());
+                }
+                touched.files.insert(path);
+            }
+        }
+    }
+}
+
+/// Closes the inotify instance. Closing the last copy of one waits for the kernel to free its
+/// watches, which takes up to a scheduler grace period (often 15 ms here, as long as the rest of
+/// a hook): a short-lived child holding a copy closes it after weir has closed its own, and
+/// pays that wait instead, while nobody waits for it.
+fn release(inotify: Inotify) {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    use std::process::{Command, Stdio};
+    // The child inherits the instance only without close-on-exec; it stays open until weir
+    // closes the child's stdin, after closing its own copy.
+    if fcntl(&inotify, FcntlArg::F_SETFD(FdFlag::empty())).is_err() {
+        return;
+    }
+    let holder = Command::new("/bin/sh")
+        .args(["-c", "read _"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    drop(inotify);
+    if let Ok(mut holder) = holder {
+        drop(holder.stdin.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::git::FileMode;
+
+    fn entry(path: &str) -> Entry {
+        Entry {
+            path: path.to_owned(),
+            mode: FileMode::Regular,
+            id: gix::ObjectId::null(gix::hash::Kind::Sha1),
+        }
+    }
+
+    #[test]
+    fn names_what_was_written_moved_or_removed_and_nothing_else() {
+        let root = tempfile::TempDir::new().unwrap();
+        let dir = root.path();
+        for path in [
+            "a.txt",
+            "src/b.rs",
+            "src/c.rs",
+            "src/deep/d.rs",
+            "gone/e.rs",
+        ] {
+            let abs = dir.join(path);
+            std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            std::fs::write(&abs, "x").unwrap();
+        }
+        let entries: Vec<Entry> = [
+            "a.txt",
+            "gone/e.rs",
+            "src/b.rs",
+            "src/c.rs",
+            "src/deep/d.rs",
+        ]
+        .into_iter()
+        .map(entry)
+        .collect();
+        let tracker = Tracker::start(dir, &entries).unwrap();
+        // Read only: not a change.
+        std::fs::read(dir.join("a.txt")).unwrap();
+        std::fs::write(dir.join("src/b.rs"), "y").unwrap();
+        std::fs::set_permissions(dir.join("src/c.rs"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+        std::fs::rename(dir.join("gone"), dir.join("moved")).unwrap();
+        let touched = tracker.finish().unwrap();
+        assert!(touched.contains("src/b.rs"));
+        assert!(
+            touched.contains("src/c.rs"),
+            "its mode changed: {touched:?}"
+        );
+        assert!(
+            touched.contains("gone/e.rs"),
+            "its directory moved: {touched:?}"
+        );
+        assert!(!touched.contains("a.txt"));
+        assert!(!touched.contains("src/deep/d.rs"));
+    }
+}
