@@ -16,7 +16,7 @@ use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 use crate::store::ledger::ArtifactFile;
 use crate::sync::lock;
-use crate::workspace::{Touched, Tracker};
+use crate::workspace::{Touched, Tracker, Watch};
 
 /// How a run uses the cache.
 #[derive(Debug, Clone, Default)]
@@ -47,13 +47,12 @@ pub enum Workspace {
     /// The working tree, keyed through the index's stat data.
     Worktree,
     /// A snapshot directory synced to these entries; `root` is the pipeline root inside it.
-    /// `watch`, when given, already watches what jobs touch there; else one starts with the
-    /// first job that runs.
+    /// With `watch`, what jobs touch there is watched, for the next sync.
     Snapshot {
         root: PathBuf,
         dir: PathBuf,
         entries: Vec<Entry>,
-        watch: Option<Tracker>,
+        watch: Option<Watch>,
     },
 }
 
@@ -119,7 +118,7 @@ pub struct Engine {
 /// cache hits touches nothing and watches nothing).
 struct Touch {
     dir: PathBuf,
-    entries: Vec<Entry>,
+    watch: Watch,
     state: Mutex<Touching>,
 }
 
@@ -132,12 +131,13 @@ enum Touching {
 }
 
 impl Touch {
-    /// A job is about to run in the snapshot.
-    fn job_starts(&self) {
+    /// A job is about to run in the snapshot, which holds the files of `index`.
+    fn job_starts(&self, index: &IndexSnapshot) {
         let mut state = lock(&self.state);
         if matches!(*state, Touching::Quiet) {
+            self.watch.invalidate();
             let started = std::time::Instant::now();
-            *state = match Tracker::start(&self.dir, &self.entries) {
+            *state = match Tracker::start(&self.dir, index.known().map(|(path, _)| path)) {
                 Ok(tracker) => Touching::Watching(tracker),
                 Err(err) => {
                     tracing::debug!(%err, "cannot watch the snapshot");
@@ -150,6 +150,7 @@ impl Touch {
 
     /// Files were written into the snapshot (a restore), whether or not a tracker saw it.
     fn written(&self) {
+        self.watch.invalidate();
         *lock(&self.state) = Touching::Unknown;
     }
 
@@ -274,13 +275,19 @@ impl Engine {
                 entries,
                 watch,
             } => {
-                let index = IndexSnapshot::synced(&dir, &entries);
-                let touch = Touch {
-                    dir,
-                    entries,
-                    state: Mutex::new(watch.map_or(Touching::Quiet, Touching::Watching)),
-                };
-                (index, root, Some(touch))
+                let index = IndexSnapshot::synced(&dir, entries);
+                let touch = watch.map(|mut watch| {
+                    let state = match watch.tracker.take() {
+                        Some(tracker) => Touching::Watching(tracker),
+                        None => Touching::Quiet,
+                    };
+                    Touch {
+                        dir,
+                        watch,
+                        state: Mutex::new(state),
+                    }
+                });
+                (index, root, touch)
             }
         };
         let pull_from = (pipeline.cache.pull == CachePull::OnMiss).then(|| {
@@ -620,7 +627,7 @@ impl Keys for Engine {
         let before = self.decide(job, needs);
         if let Some(touch) = &self.touch {
             match &before {
-                Ok(Before::Run { .. }) => touch.job_starts(),
+                Ok(Before::Run { .. }) => touch.job_starts(&self.index),
                 Ok(
                     Before::Hit { restored: 0, .. } | Before::Hold { .. } | Before::Later { .. },
                 ) => {}

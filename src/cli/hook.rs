@@ -15,7 +15,7 @@ use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Snapshot, Tracker};
+use crate::workspace::{Snapshot, Watch};
 
 use super::Context;
 use super::run::{Execution, execute_with, exit_code};
@@ -83,8 +83,8 @@ fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
     }
 }
 
-/// Syncs snapshot `name` to `entries`, with a watch of what jobs then touch there if it changed.
-fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<(Snapshot, Option<Tracker>), Error> {
+/// Syncs snapshot `name` to `entries`, with what a run needs to record what its jobs touch.
+fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<(Snapshot, Watch), Error> {
     let snapshot = Snapshot::new(repo, name);
     let watch = snapshot.sync_watched(repo, entries)?;
     Ok((snapshot, watch))
@@ -115,7 +115,7 @@ fn pre_commit() -> Result<u8, Error> {
     let repo = &context.repo;
     let clock = std::time::Instant::now();
     let index_file = env_vars::git_index_file();
-    let (staged, trees) = repo.staged_with_trees(index_file.as_deref())?;
+    let (mut staged, trees) = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     // What the commit changes is needed only to select jobs by `files`.
     let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
@@ -153,6 +153,13 @@ fn pre_commit() -> Result<u8, Error> {
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
     let (snapshot, watch) = sync(repo, "pre-commit", &staged)?;
+    // The staged entries are needed again only to apply fixes.
+    let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
+    let entries = if fixers {
+        staged.clone()
+    } else {
+        std::mem::take(&mut staged)
+    };
     tracing::debug!(elapsed = ?clock.elapsed(), "synced the snapshot");
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let mut run = execution(
@@ -160,8 +167,8 @@ fn pre_commit() -> Result<u8, Error> {
         Workspace::Snapshot {
             root,
             dir: snapshot.dir.clone(),
-            entries: staged.clone(),
-            watch,
+            entries,
+            watch: Some(watch),
         },
         None,
     );
@@ -174,7 +181,6 @@ fn pre_commit() -> Result<u8, Error> {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
         return Ok(exit_code(outcome));
     }
-    let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
     if !fixers {
         return Ok(exit::SUCCESS);
     }
@@ -362,7 +368,7 @@ fn run_on_commit(
                 root,
                 dir: snapshot.dir.clone(),
                 entries,
-                watch,
+                watch: Some(watch),
             },
             Some(commit),
         ),
@@ -479,7 +485,7 @@ fn post_receive(input: &str) -> Result<u8, Error> {
                     root: snapshot.dir.clone(),
                     dir: snapshot.dir.clone(),
                     entries,
-                    watch: None,
+                    watch: Some(snapshot.watch(None)),
                 },
                 Some(commit),
             ),

@@ -89,8 +89,8 @@ struct Tracked {
 pub struct IndexSnapshot {
     /// The directory the paths are relative to: the work tree, or a snapshot directory.
     root: PathBuf,
-    /// Keyed by path relative to `root`.
-    entries: BTreeMap<String, Tracked>,
+    /// By path relative to `root`, sorted.
+    entries: Vec<(String, Tracked)>,
     /// When the index was written, in whole seconds: entries modified since are "racily clean"
     /// and must be hashed, as git does.
     timestamp: i64,
@@ -116,25 +116,50 @@ impl IndexSnapshot {
             .map(|(path, t)| (path.as_str(), (t.mode, t.id)))
     }
 
+    fn get(&self, path: &str) -> Option<&Tracked> {
+        let at = self
+            .entries
+            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .ok()?;
+        Some(&self.entries[at].1)
+    }
+
+    /// The entries from `start` on, in order.
+    fn from(&self, start: &str) -> &[(String, Tracked)] {
+        let at = self.entries.partition_point(|(p, _)| p.as_str() < start);
+        &self.entries[at..]
+    }
+
     /// The files of a snapshot directory weir has just synced to `entries`: their ids are
     /// known, and no untracked file belongs to the tree.
-    pub fn synced(root: &Path, entries: &[Entry]) -> IndexSnapshot {
+    pub fn synced(root: &Path, entries: Vec<Entry>) -> IndexSnapshot {
         IndexSnapshot {
             root: root.to_path_buf(),
             entries: entries
-                .iter()
+                .into_iter()
                 .map(|e| {
                     let tracked = Tracked {
                         mode: e.mode,
                         id: e.id,
                         stat: None,
                     };
-                    (e.path.clone(), tracked)
+                    (e.path, tracked)
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
             timestamp: 0,
             synced: true,
         }
+        .sorted()
+    }
+
+    /// Sorts the entries if they are not: git orders paths by their bytes, which a path that
+    /// is not UTF-8 no longer has once made readable.
+    fn sorted(mut self) -> IndexSnapshot {
+        if !self.entries.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+            self.entries.dedup_by(|a, b| a.0 == b.0);
+        }
+        self
     }
 }
 
@@ -155,9 +180,8 @@ pub struct Query<'a> {
 impl IndexSnapshot {
     /// Whether any tracked path starts with `prefix`.
     fn has_under(&self, prefix: &str) -> bool {
-        self.entries
-            .range(prefix.to_owned()..)
-            .next()
+        self.from(prefix)
+            .first()
             .is_some_and(|(path, _)| path.starts_with(prefix))
     }
 }
@@ -231,12 +255,12 @@ impl Repo {
             // No index yet (a fresh repository): nothing is tracked.
             return Ok(IndexSnapshot {
                 root: self.workdir().to_path_buf(),
-                entries: BTreeMap::new(),
+                entries: Vec::new(),
                 timestamp: 0,
                 synced: false,
             });
         };
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::with_capacity(index.entries().len());
         for entry in index.entries() {
             if entry.stage_raw() != 0 {
                 continue;
@@ -245,21 +269,22 @@ impl Repo {
                 continue;
             };
             let path = entry.path(&index).to_str_lossy().into_owned();
-            entries.insert(
+            entries.push((
                 path,
                 Tracked {
                     mode,
                     id: entry.id,
                     stat: Some(entry.stat),
                 },
-            );
+            ));
         }
         Ok(IndexSnapshot {
             root: self.workdir().to_path_buf(),
             entries,
             timestamp: index.timestamp().unix_seconds(),
             synced: false,
-        })
+        }
+        .sorted())
     }
 
     /// The files under `base` (a directory of the work tree) that `query` selects, with their
@@ -276,7 +301,7 @@ impl Repo {
         let everything = [String::new()];
         for within in query.within.unwrap_or(&everything) {
             let start = format!("{prefix}{within}");
-            for (path, tracked) in index.entries.range(start.clone()..) {
+            for (path, tracked) in index.from(&start) {
                 if !path.starts_with(&start) {
                     break;
                 }
@@ -315,7 +340,7 @@ impl Repo {
                             Ok(!ignores.ignored(&repo_rel, true)?)
                         };
                     }
-                    if index.entries.contains_key(&repo_rel) || !(query.wanted)(rel) {
+                    if index.get(&repo_rel).is_some() || !(query.wanted)(rel) {
                         return Ok(false);
                     }
                     if !ignores.ignored_with_parents(&repo_rel)? {
@@ -334,7 +359,7 @@ impl Repo {
             if found.contains_key(rel) {
                 continue;
             }
-            let tracked = index.entries.get(&format!("{prefix}{rel}"));
+            let tracked = index.get(&format!("{prefix}{rel}"));
             if let Some(file) = file_id(&base.join(rel), rel, tracked, index.timestamp)? {
                 found.insert(rel.clone(), file);
             }

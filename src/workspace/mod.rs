@@ -34,7 +34,8 @@ pub struct Snapshot {
     /// What weir last wrote there: mode, id, stat data and path per line.
     state: PathBuf,
     /// What jobs touched in the directory since the last sync, when that is known: the next
-    /// sync stats only those files. Absent, it stats every file.
+    /// sync stats only those files. Absent, it stats every file. Whatever changes the
+    /// directory removes it first.
     touched: PathBuf,
     /// A hash of the entries last synced: the same tree, untouched, needs no work at all.
     digest: PathBuf,
@@ -93,52 +94,63 @@ impl Snapshot {
     /// since weir wrote it (by its stat data, as git's index tells).
     pub fn sync(&self, repo: &Repo, entries: &[Entry]) -> Result<Synced, Error> {
         let (touched, digest) = self.begin(entries)?;
-        match touched {
-            Some(t) if t.is_empty() && self.same_tree(&digest) => Ok(Synced {
+        if self.untouched(touched.as_ref(), &digest) {
+            return Ok(Synced {
                 kept: entries.len(),
                 ..Synced::default()
-            }),
-            touched => self.update(repo, entries, touched, &digest),
+            });
         }
+        self.update(repo, entries, touched, &digest)
     }
 
-    /// [`Snapshot::sync`], and a watch of what jobs then touch in the directory, started while
-    /// the files are written. None when the directory already held `entries` untouched: then
-    /// the jobs are most likely all cache hits, and the engine starts a watch only if one runs.
-    pub fn sync_watched(&self, repo: &Repo, entries: &[Entry]) -> Result<Option<Tracker>, Error> {
+    /// [`Snapshot::sync`], and what a run there needs to record what its jobs touch. Unless the
+    /// directory already held `entries` untouched (then the jobs are most likely all cache hits,
+    /// and the engine starts a watch only if one runs), the watch starts while the files are
+    /// written.
+    pub fn sync_watched(&self, repo: &Repo, entries: &[Entry]) -> Result<Watch, Error> {
         let (touched, digest) = self.begin(entries)?;
-        if touched.as_ref().is_some_and(Touched::is_empty) && self.same_tree(&digest) {
-            return Ok(None);
+        if self.untouched(touched.as_ref(), &digest) {
+            return Ok(self.watch(None));
         }
         std::thread::scope(|scope| {
-            let tracker = scope.spawn(|| Tracker::start(&self.dir, entries));
+            let paths = entries.iter().map(|e| e.path.as_str());
+            let tracker = scope.spawn(|| Tracker::start(&self.dir, paths));
             self.update(repo, entries, touched, &digest)?;
-            Ok(match tracker.join() {
-                Ok(Ok(tracker)) => Some(tracker),
+            let tracker = match tracker.join() {
+                // What the sync wrote is in the state: only what jobs do from here counts.
+                Ok(Ok(mut tracker)) => tracker.forget().then_some(tracker),
                 Ok(Err(err)) => {
                     tracing::debug!(%err, "cannot watch the snapshot");
                     None
                 }
                 Err(_) => None,
-            })
+            };
+            Ok(self.watch(tracker))
         })
     }
 
-    /// Creates the directory; takes what jobs touched in it since the last sync (jobs may run
-    /// in it after this one: until told otherwise, what they touch is not known); hashes
+    /// What a run in the directory needs to record what its jobs touch.
+    pub fn watch(&self, tracker: Option<Tracker>) -> Watch {
+        Watch {
+            tracker,
+            record: self.touched.clone(),
+        }
+    }
+
+    /// Creates the directory; reads what jobs touched in it since the last sync; hashes
     /// `entries`.
     fn begin(&self, entries: &[Entry]) -> Result<(Option<Touched>, String), Error> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::Write(self.dir.clone(), e))?;
         let touched = fs::read_to_string(&self.touched)
             .ok()
             .and_then(|text| parse_touched(&text));
-        let _ = fs::remove_file(&self.touched);
         Ok((touched, digest(entries)))
     }
 
-    /// Whether the directory was last synced to the entries with this digest.
-    fn same_tree(&self, digest: &str) -> bool {
-        fs::read_to_string(&self.digest).is_ok_and(|d| d == digest)
+    /// Whether the directory holds the entries with this digest, as weir last synced them.
+    fn untouched(&self, touched: Option<&Touched>, digest: &str) -> bool {
+        touched.is_some_and(Touched::is_empty)
+            && fs::read_to_string(&self.digest).is_ok_and(|d| d == digest)
     }
 
     fn update(
@@ -148,6 +160,8 @@ impl Snapshot {
         touched: Option<Touched>,
         digest: &str,
     ) -> Result<Synced, Error> {
+        // Until the state is saved, the record no longer tells which files are as it says.
+        let _ = fs::remove_file(&self.touched);
         let started = std::time::Instant::now();
         let text = fs::read_to_string(&self.state).unwrap_or_default();
         let old = parse_state(&text);
@@ -250,19 +264,43 @@ impl Snapshot {
     /// Records what the jobs run since the last sync touched, `None` when that is not known
     /// (the next sync then stats every file).
     pub fn record(&self, touched: Option<&Touched>) {
-        let Some(touched) = touched else { return };
+        let Some(touched) = touched else {
+            let _ = fs::remove_file(&self.touched);
+            return;
+        };
+        if touched.is_empty() && self.touched.exists() {
+            // Still the record of an untouched directory: whatever ran there removed it.
+            return;
+        }
         let mut text = format!("{TOUCHED_HEADER}\n");
         let lines =
             (touched.files.iter().map(|p| ("f", p))).chain(touched.dirs.iter().map(|p| ("d", p)));
         for (kind, path) in lines {
             if path.contains('\n') {
                 // Not a path a line can hold: say nothing, which is "unknown".
+                let _ = fs::remove_file(&self.touched);
                 return;
             }
             text.push_str(&format!("{kind} {path}\n"));
         }
         // Without the record the next sync only stats every file.
         let _ = statefile::replace(&self.touched, text.as_bytes());
+    }
+}
+
+/// What a run in a snapshot needs to record what its jobs touch there.
+pub struct Watch {
+    /// A watch started alongside the sync; else one starts with the first job that runs.
+    pub tracker: Option<Tracker>,
+    /// The record of what jobs touched: it no longer holds once one runs.
+    record: PathBuf,
+}
+
+impl Watch {
+    /// Something is about to change the directory: until it is recorded, what changed is not
+    /// known.
+    pub fn invalidate(&self) {
+        let _ = fs::remove_file(&self.record);
     }
 }
 

@@ -16,8 +16,6 @@ use std::path::Path;
 
 use inotify::{EventMask, Inotify, WatchMask};
 
-use crate::git::Entry;
-
 /// Watches started before the first job runs in a snapshot.
 pub struct Tracker {
     inotify: Inotify,
@@ -50,8 +48,11 @@ impl Touched {
 }
 
 impl Tracker {
-    /// Watches every directory of `dir` that holds one of `entries`.
-    pub fn start(dir: &Path, entries: &[Entry]) -> std::io::Result<Tracker> {
+    /// Watches every directory of `dir` that holds one of `paths` (files relative to it).
+    pub fn start<'a>(
+        dir: &Path,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<Tracker> {
         let inotify = Inotify::init()?;
         let mask = WatchMask::MODIFY
             | WatchMask::CLOSE_WRITE
@@ -64,8 +65,7 @@ impl Tracker {
             | WatchMask::ONLYDIR
             | WatchMask::DONT_FOLLOW;
         let mut wanted = BTreeSet::from([""]);
-        for entry in entries {
-            let path = entry.path.as_str();
+        for path in paths {
             for (end, _) in path.match_indices('/') {
                 wanted.insert(&path[..end]);
             }
@@ -91,8 +91,17 @@ impl Tracker {
         })
     }
 
-    /// What the jobs touched since [`Tracker::start`]; `None` when that cannot be told. Call it
-    /// once every process that ran in the snapshot has ended.
+    /// Forgets the changes made so far (weir's own sync, which ran while the watches were
+    /// added): what it wrote, it recorded. `false` if they could not be read.
+    pub fn forget(&mut self) -> bool {
+        let unwatched = std::mem::take(&mut self.unwatched);
+        let read = self.read().is_some();
+        self.unwatched = unwatched;
+        read
+    }
+
+    /// What the jobs touched since [`Tracker::start`] (or [`Tracker::forget`]); `None` when
+    /// that cannot be told. Call it once every process that ran in the snapshot has ended.
     pub fn finish(mut self) -> Option<Touched> {
         let touched = self.read();
         release(self.inotify);
@@ -172,42 +181,27 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::git::FileMode;
-
-    fn entry(path: &str) -> Entry {
-        Entry {
-            path: path.to_owned(),
-            mode: FileMode::Regular,
-            id: gix::ObjectId::null(gix::hash::Kind::Sha1),
-        }
-    }
 
     #[test]
     fn names_what_was_written_moved_or_removed_and_nothing_else() {
         let root = tempfile::TempDir::new().unwrap();
         let dir = root.path();
-        for path in [
+        let files = [
             "a.txt",
+            "gone/e.rs",
             "src/b.rs",
             "src/c.rs",
             "src/deep/d.rs",
-            "gone/e.rs",
-        ] {
+        ];
+        for path in files {
             let abs = dir.join(path);
             std::fs::create_dir_all(abs.parent().unwrap()).unwrap();
             std::fs::write(&abs, "x").unwrap();
         }
-        let entries: Vec<Entry> = [
-            "a.txt",
-            "gone/e.rs",
-            "src/b.rs",
-            "src/c.rs",
-            "src/deep/d.rs",
-        ]
-        .into_iter()
-        .map(entry)
-        .collect();
-        let tracker = Tracker::start(dir, &entries).unwrap();
+        let mut tracker = Tracker::start(dir, files).unwrap();
+        // Written before `forget`, as a sync does: not a job's change.
+        std::fs::write(dir.join("src/deep/d.rs"), "synced").unwrap();
+        assert!(tracker.forget());
         // Read only: not a change.
         std::fs::read(dir.join("a.txt")).unwrap();
         std::fs::write(dir.join("src/b.rs"), "y").unwrap();

@@ -219,6 +219,40 @@ printf emas > same.txt; mkdir -p new && echo junk > new/file
 }
 
 #[test]
+fn a_job_that_runs_after_an_untouched_sync_is_still_undone() {
+    // The same staged content each time: the second hook finds the snapshot untouched and
+    // writes nothing; the job then misses (its stored result is gone) and damages the snapshot,
+    // which the third hook must repair.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.vandal]
+on = ["pre-commit"]
+run = """
+test "$(cat a.txt)" = a || { echo snapshot not as staged; exit 1; }
+printf X >> a.txt
+"""
+"#,
+    );
+    repo.write("a.txt", "a");
+    repo.commit_all("init");
+    install(&repo);
+    let forget_results = || {
+        let refs = repo.git(&["for-each-ref", "--format=%(refname)", "refs/weir/cache"]);
+        for name in refs.lines() {
+            repo.git(&["update-ref", "-d", name]);
+        }
+    };
+    // Runs and damages; then a hit that repairs; then untouched, a miss that damages again.
+    repo.weir(&["hook", "pre-commit"]).expect_code(0);
+    repo.weir(&["hook", "pre-commit"]).expect_code(0);
+    forget_results();
+    repo.weir(&["hook", "pre-commit"]).expect_code(0);
+    forget_results();
+    let run = repo.weir(&["hook", "pre-commit"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+}
+
+#[test]
 fn a_job_running_git_in_its_snapshot_cannot_touch_the_users_index() {
     let repo = TestRepo::with_pipeline(
         r#"
