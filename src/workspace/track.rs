@@ -92,12 +92,17 @@ impl Tracker {
     }
 
     /// Forgets the changes made so far (weir's own sync, which ran while the watches were
-    /// added): what it wrote, it recorded. `false` if they could not be read.
+    /// added): what it wrote, it recorded. A queue that overflowed meanwhile only lost those.
+    /// `false` if they could not be read.
     pub fn forget(&mut self) -> bool {
-        let unwatched = std::mem::take(&mut self.unwatched);
-        let read = self.read().is_some();
-        self.unwatched = unwatched;
-        read
+        let mut buffer = vec![0; 64 * 1024];
+        loop {
+            match self.inotify.read_events(&mut buffer) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// What the jobs touched since [`Tracker::start`] (or [`Tracker::forget`]); `None` when
