@@ -302,6 +302,9 @@ pub(super) fn prepare(
 /// Resolves the selected jobs into what the scheduler needs; their dirs are under `root`.
 fn plan(pipeline: &Pipeline, graph: &Graph, root: &std::path::Path) -> Vec<PlannedJob> {
     let passthrough = env_vars::job_passthrough();
+    // Jobs almost always share one PATH: looking for `sh` along it once per PATH saves a stat
+    // per directory per job.
+    let mut shells: BTreeMap<Option<OsString>, std::path::PathBuf> = BTreeMap::new();
     graph
         .jobs
         .iter()
@@ -312,10 +315,14 @@ fn plan(pipeline: &Pipeline, graph: &Graph, root: &std::path::Path) -> Vec<Plann
             let path = env
                 .iter()
                 .find(|(k, _)| k == "PATH")
-                .map(|(_, v)| v.as_os_str());
+                .map(|(_, v)| v.clone());
+            let shell = shells
+                .entry(path)
+                .or_insert_with_key(|path| exec::find_shell(path.as_deref()))
+                .clone();
             PlannedJob {
                 name: job.name.clone(),
-                shell: exec::find_shell(path),
+                shell,
                 steps: job.steps.clone(),
                 cwd: root.join(&job.dir),
                 env,
