@@ -27,6 +27,15 @@ pub(crate) fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
     written
 }
 
+/// Appends `bytes` to the file at `path`. For files read line by line, where a torn last line
+/// reads as damaged and is ignored.
+pub(crate) fn append(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(bytes)
+}
+
 /// Writes `bytes` over the file at `path` in place and cuts it to their length, without
 /// truncating it to nothing first. For small files read whole, where a torn write reads as
 /// damaged and is ignored.
@@ -54,6 +63,8 @@ mod tests {
         overwrite(&path, b"third, longer still").unwrap();
         overwrite(&path, b"4th").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"4th");
+        append(&path, b", 5th").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"4th, 5th");
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
     }

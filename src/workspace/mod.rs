@@ -164,7 +164,7 @@ impl Snapshot {
         let _ = fs::remove_file(&self.touched);
         let started = std::time::Instant::now();
         let text = fs::read_to_string(&self.state).unwrap_or_default();
-        let old = parse_state(&text);
+        let (old, lines) = parse_state(&text);
         tracing::debug!(elapsed = ?started.elapsed(), files = old.len(), "loaded the snapshot state");
         // Which files are as weir left them: those no job touched, and the others by one lstat
         // each (a file linked elsewhere is removed, to be written anew rather than through the
@@ -203,6 +203,8 @@ impl Snapshot {
         };
         tracing::debug!(elapsed = ?started.elapsed(), "checked the snapshot's files");
         let mut new = Vec::with_capacity(entries.len());
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
         let mut synced = Synced::default();
         for (entry, known) in entries
             .iter()
@@ -230,19 +232,19 @@ impl Snapshot {
                 }
                 Err(e) => return Err(Error::Write(abs, e)),
             };
-            new.push((
-                entry.path.as_str(),
-                Written {
-                    mode: entry.mode,
-                    id: entry.id,
-                    stat: stat_of(&meta),
-                },
-            ));
+            let written = Written {
+                mode: entry.mode,
+                id: entry.id,
+                stat: stat_of(&meta),
+            };
+            new.push((entry.path.as_str(), written));
+            changed.push((entry.path.as_str(), written));
             synced.written += 1;
         }
         if synced.kept < old.len() {
             let current: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
             for path in old.keys().filter(|p| !current.contains(*p)) {
+                gone.push(*path);
                 let abs = self.dir.join(path);
                 if fs::remove_file(&abs).is_ok() {
                     synced.removed += 1;
@@ -251,9 +253,15 @@ impl Snapshot {
             }
         }
         tracing::debug!(elapsed = ?started.elapsed(), ?synced, "wrote the snapshot's files");
-        if synced.written > 0 || synced.removed > 0 || old.len() != new.len() {
-            statefile::replace(&self.state, format_state(&new).as_bytes())
-                .map_err(|e| Error::Write(self.state.clone(), e))?;
+        if !changed.is_empty() || !gone.is_empty() {
+            // A few changes are appended (later lines win); the file is written whole again
+            // once it has grown to twice what it describes.
+            let saved = if lines > 0 && lines + changed.len() + gone.len() <= 2 * new.len() + 64 {
+                statefile::append(&self.state, format_changes(&changed, &gone).as_bytes())
+            } else {
+                statefile::replace(&self.state, format_state(&new).as_bytes())
+            };
+            saved.map_err(|e| Error::Write(self.state.clone(), e))?;
         }
         tracing::debug!(elapsed = ?started.elapsed(), "saved the snapshot state");
         // Without the digest the next sync only compares entry by entry.
@@ -323,51 +331,76 @@ fn parse_touched(text: &str) -> Option<Touched> {
     Some(touched)
 }
 
-/// The state file's entries by path; a damaged file or line is as if weir had written nothing
-/// there (the file is then written again).
-fn parse_state(text: &str) -> HashMap<&str, Written> {
+/// The state file's entries by path, and how many lines described them; a damaged file or line
+/// is as if weir had written nothing there (the file is then written again). Later lines win;
+/// `- path` says a file is no longer there.
+fn parse_state(text: &str) -> (HashMap<&str, Written>, usize) {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
-        return HashMap::new();
+        return (HashMap::new(), 0);
     }
     let mut old = HashMap::with_capacity(text.len() / 100);
+    let mut count = 0;
     for line in lines {
-        let parsed = (|| {
-            let mut parts = line.splitn(10, ' ');
-            let mode = FileMode::from_octal(parts.next()?)?;
-            let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
-            let mut number = || parts.next()?.parse::<i64>().ok();
-            let (size, mtime, mtime_ns, ctime, ctime_ns, ino, perm) = (
-                number()?,
-                number()?,
-                number()?,
-                number()?,
-                number()?,
-                number()?,
-                number()?,
-            );
-            let path = parts.next()?;
-            let stat = Stat {
-                size: u64::try_from(size).ok()?,
-                mtime: (mtime, mtime_ns),
-                ctime: (ctime, ctime_ns),
-                ino: u64::try_from(ino).ok()?,
-                mode: u32::try_from(perm).ok()?,
-            };
-            Some((path, Written { mode, id, stat }))
-        })();
-        if let Some((path, written)) = parsed {
+        count += 1;
+        if let Some(path) = line.strip_prefix("- ") {
+            old.remove(path);
+            continue;
+        }
+        if let Some((path, written)) = parse_line(line) {
             old.insert(path, written);
         }
     }
-    old
+    (old, count)
+}
+
+fn parse_line(line: &str) -> Option<(&str, Written)> {
+    let mut parts = line.splitn(10, ' ');
+    let mode = FileMode::from_octal(parts.next()?)?;
+    let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
+    let mut number = || parts.next()?.parse::<i64>().ok();
+    let (size, mtime, mtime_ns, ctime, ctime_ns, ino, perm) = (
+        number()?,
+        number()?,
+        number()?,
+        number()?,
+        number()?,
+        number()?,
+        number()?,
+    );
+    let path = parts.next()?;
+    let stat = Stat {
+        size: u64::try_from(size).ok()?,
+        mtime: (mtime, mtime_ns),
+        ctime: (ctime, ctime_ns),
+        ino: u64::try_from(ino).ok()?,
+        mode: u32::try_from(perm).ok()?,
+    };
+    Some((path, Written { mode, id, stat }))
 }
 
 fn format_state(written: &[(&str, Written)]) -> String {
-    use std::fmt::Write;
     let mut text = String::with_capacity(written.len() * 128);
     text.push_str(HEADER);
     text.push('\n');
+    push_lines(&mut text, written);
+    text
+}
+
+/// Lines to append: the files written, and `- path` for those no longer there.
+fn format_changes(written: &[(&str, Written)], gone: &[&str]) -> String {
+    let mut text = String::with_capacity(written.len() * 128 + gone.len() * 64);
+    push_lines(&mut text, written);
+    for path in gone.iter().filter(|p| !p.contains('\n')) {
+        text.push_str("- ");
+        text.push_str(path);
+        text.push('\n');
+    }
+    text
+}
+
+fn push_lines(text: &mut String, written: &[(&str, Written)]) {
+    use std::fmt::Write;
     for (path, w) in written {
         if !path.contains('\n') {
             let Stat {
@@ -389,7 +422,6 @@ fn format_state(written: &[(&str, Written)]) -> String {
             );
         }
     }
-    text
 }
 
 /// A hash of a tree's entries (path, mode, blob id).
@@ -412,5 +444,40 @@ fn remove_empty_parents(root: &Path, file: &Path) {
             break;
         }
         dir = d.parent();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(id: u8, size: u64) -> Written {
+        Written {
+            mode: FileMode::Regular,
+            id: gix::ObjectId::from_bytes_or_panic(&[id; 20]),
+            stat: Stat {
+                size,
+                mtime: (1, 2),
+                ctime: (3, 4),
+                ino: 5,
+                mode: 0o100644,
+            },
+        }
+    }
+
+    #[test]
+    fn appended_changes_override_and_remove_earlier_lines() {
+        let (a, b, c) = (written(1, 10), written(2, 20), written(3, 30));
+        let mut text = format_state(&[("a", a), ("b", b), ("dir/c d", c)]);
+        let b2 = written(4, 40);
+        text.push_str(&format_changes(&[("b", b2)], &["a"]));
+        // A torn last line is ignored.
+        text.push_str("100644 0404");
+        let (state, lines) = parse_state(&text);
+        assert_eq!(lines, 6);
+        assert_eq!(state.len(), 2, "{state:?}");
+        assert_eq!(state.get("b"), Some(&b2));
+        assert_eq!(state.get("dir/c d"), Some(&c));
+        assert_eq!(state.get("a"), None);
     }
 }
