@@ -151,7 +151,12 @@ impl Touch {
     /// Files were written into the snapshot (a restore), whether or not a tracker saw it.
     fn written(&self) {
         self.watch.invalidate();
-        *lock(&self.state) = Touching::Unknown;
+        if let Touching::Watching(tracker) =
+            std::mem::replace(&mut *lock(&self.state), Touching::Unknown)
+        {
+            // Closed without waiting for the kernel; what it saw no longer matters.
+            drop(tracker.finish());
+        }
     }
 
     fn finish(&self) -> Option<Touched> {
