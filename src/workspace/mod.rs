@@ -170,10 +170,11 @@ impl Snapshot {
         // each (a file linked elsewhere is removed, to be written anew rather than through the
         // link), spread over the cores, since this is most of a hook's cost in a large
         // repository when what the jobs touched is not known.
-        let intact = |entry: &Entry| -> Option<Written> {
+        let intact = |entry: &Entry| -> Option<Kept> {
             let was = old.get(entry.path.as_str())?;
+            let same = was.mode == entry.mode && was.id == entry.id;
             if touched.as_ref().is_some_and(|t| !t.contains(&entry.path)) {
-                return (was.mode == entry.mode && was.id == entry.id).then_some(*was);
+                return same.then_some(Kept::Line(was.line));
             }
             let abs = self.dir.join(&entry.path);
             let meta = fs::symlink_metadata(&abs).ok()?;
@@ -182,10 +183,9 @@ impl Snapshot {
                 let _ = fs::remove_file(&abs);
                 return None;
             }
-            (was.mode == entry.mode && was.id == entry.id && was.stat == stat_of(&meta))
-                .then_some(*was)
+            (same && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
         };
-        let checked: Vec<Option<Written>> = if touched.is_some() {
+        let checked: Vec<Option<Kept>> = if touched.is_some() {
             entries.iter().map(intact).collect()
         } else {
             let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -237,7 +237,7 @@ impl Snapshot {
                 id: entry.id,
                 stat: stat_of(&meta),
             };
-            new.push((entry.path.as_str(), written));
+            new.push((entry.path.as_str(), Kept::Written(written)));
             changed.push((entry.path.as_str(), written));
             synced.written += 1;
         }
@@ -331,10 +331,32 @@ fn parse_touched(text: &str) -> Option<Touched> {
     Some(touched)
 }
 
+/// What the state file says of one file: its mode and blob id, and its line, whose stat data is
+/// read only when it is compared.
+#[derive(Debug, Clone, Copy)]
+struct Known<'a> {
+    mode: FileMode,
+    id: gix::ObjectId,
+    line: &'a str,
+}
+
+impl Known<'_> {
+    fn stat(&self) -> Option<Stat> {
+        parse_line(self.line).map(|(_, written)| written.stat)
+    }
+}
+
+/// A file of the synced state: its line as read, or what was just written.
+#[derive(Debug, Clone, Copy)]
+enum Kept<'a> {
+    Line(&'a str),
+    Written(Written),
+}
+
 /// The state file's entries by path, and how many lines described them; a damaged file or line
 /// is as if weir had written nothing there (the file is then written again). Later lines win;
 /// `- path` says a file is no longer there.
-fn parse_state(text: &str) -> (HashMap<&str, Written>, usize) {
+fn parse_state(text: &str) -> (HashMap<&str, Known<'_>>, usize) {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
         return (HashMap::new(), 0);
@@ -347,8 +369,15 @@ fn parse_state(text: &str) -> (HashMap<&str, Written>, usize) {
             old.remove(path);
             continue;
         }
-        if let Some((path, written)) = parse_line(line) {
-            old.insert(path, written);
+        let known = (|| {
+            let mut parts = line.splitn(10, ' ');
+            let mode = FileMode::from_octal(parts.next()?)?;
+            let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
+            let path = parts.nth(7)?;
+            Some((path, Known { mode, id, line }))
+        })();
+        if let Some((path, known)) = known {
+            old.insert(path, known);
         }
     }
     (old, count)
@@ -379,11 +408,19 @@ fn parse_line(line: &str) -> Option<(&str, Written)> {
     Some((path, Written { mode, id, stat }))
 }
 
-fn format_state(written: &[(&str, Written)]) -> String {
-    let mut text = String::with_capacity(written.len() * 128);
+fn format_state(files: &[(&str, Kept)]) -> String {
+    let mut text = String::with_capacity(files.len() * 128);
     text.push_str(HEADER);
     text.push('\n');
-    push_lines(&mut text, written);
+    for (path, kept) in files {
+        match kept {
+            Kept::Line(line) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            Kept::Written(written) => push_lines(&mut text, &[(path, *written)]),
+        }
+    }
     text
 }
 
@@ -468,7 +505,11 @@ mod tests {
     #[test]
     fn appended_changes_override_and_remove_earlier_lines() {
         let (a, b, c) = (written(1, 10), written(2, 20), written(3, 30));
-        let mut text = format_state(&[("a", a), ("b", b), ("dir/c d", c)]);
+        let mut text = format_state(&[
+            ("a", Kept::Written(a)),
+            ("b", Kept::Written(b)),
+            ("dir/c d", Kept::Written(c)),
+        ]);
         let b2 = written(4, 40);
         text.push_str(&format_changes(&[("b", b2)], &["a"]));
         // A torn last line is ignored.
@@ -476,8 +517,19 @@ mod tests {
         let (state, lines) = parse_state(&text);
         assert_eq!(lines, 6);
         assert_eq!(state.len(), 2, "{state:?}");
-        assert_eq!(state.get("b"), Some(&b2));
-        assert_eq!(state.get("dir/c d"), Some(&c));
-        assert_eq!(state.get("a"), None);
+        assert_eq!(state.get("b").and_then(Known::stat), Some(b2.stat));
+        assert_eq!(state.get("b").map(|k| k.id), Some(b2.id));
+        assert_eq!(state.get("dir/c d").and_then(Known::stat), Some(c.stat));
+        assert!(!state.contains_key("a"));
+        // Kept lines are written back as they were.
+        let kept: Vec<(&str, Kept)> = state
+            .iter()
+            .map(|(p, k)| (*p, Kept::Line(k.line)))
+            .collect();
+        let again = format_state(&kept);
+        assert_eq!(
+            parse_state(&again).0.get("b").and_then(Known::stat),
+            Some(b2.stat)
+        );
     }
 }
