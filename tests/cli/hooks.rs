@@ -252,6 +252,46 @@ printf X >> a.txt
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }
 
+/// Live processes (not zombies) whose working directory is `dir`.
+fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .filter(|&pid| crate::common::alive(pid))
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            (pid, String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hook_leaves_no_process_behind() {
+    // A job runs in the snapshot, so weir watches it and hands the watch to a short-lived
+    // child to close: that child must be gone soon after the commit.
+    let repo = lint_repo();
+    repo.write("a.txt", "good, changed\n");
+    repo.git(&["add", "a.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "checked"]);
+    assert!(ok, "{err}");
+    let dir = repo.path().canonicalize().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let left = processes_in(&dir);
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "still running in the repository: {left:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn a_job_running_git_in_its_snapshot_cannot_touch_the_users_index() {
     let repo = TestRepo::with_pipeline(
