@@ -206,6 +206,18 @@ impl Snapshot {
         let mut changed = Vec::new();
         let mut gone = Vec::new();
         let mut synced = Synced::default();
+        // Files no longer in the tree go first: one may stand where a directory now goes.
+        if checked.iter().flatten().count() < old.len() {
+            let current: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
+            for path in old.keys().filter(|p| !current.contains(*p)) {
+                gone.push(*path);
+                let abs = self.dir.join(path);
+                if fs::remove_file(&abs).is_ok() {
+                    synced.removed += 1;
+                    remove_empty_parents(&self.dir, &abs);
+                }
+            }
+        }
         for (entry, known) in entries
             .iter()
             .zip(checked.into_iter().chain(std::iter::repeat(None)))
@@ -223,14 +235,13 @@ impl Snapshot {
             let bytes = repo.read_blob(entry.id)?;
             let meta = match write_file(&abs, entry.mode, &bytes) {
                 Ok(meta) => meta,
-                // A directory where the file goes (the tree changed a directory into a file):
-                // looked for only when the write fails, which saves a stat on every file.
-                Err(_) if fs::symlink_metadata(&abs).is_ok_and(|m| m.is_dir()) => {
-                    fs::remove_dir_all(&abs).map_err(|e| Error::Write(abs.clone(), e))?;
+                // Something a job left where the file or one of its directories goes: looked
+                // for only when the write fails, which saves a stat on every file.
+                Err(_) => {
+                    self.clear_way(&entry.path)?;
                     write_file(&abs, entry.mode, &bytes)
                         .map_err(|e| Error::Write(abs.clone(), e))?
                 }
-                Err(e) => return Err(Error::Write(abs, e)),
             };
             let written = Written {
                 mode: entry.mode,
@@ -240,17 +251,6 @@ impl Snapshot {
             new.push((entry.path.as_str(), Kept::Written(written)));
             changed.push((entry.path.as_str(), written));
             synced.written += 1;
-        }
-        if synced.kept < old.len() {
-            let current: HashSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-            for path in old.keys().filter(|p| !current.contains(*p)) {
-                gone.push(*path);
-                let abs = self.dir.join(path);
-                if fs::remove_file(&abs).is_ok() {
-                    synced.removed += 1;
-                    remove_empty_parents(&self.dir, &abs);
-                }
-            }
         }
         tracing::debug!(elapsed = ?started.elapsed(), ?synced, "wrote the snapshot's files");
         if !changed.is_empty() || !gone.is_empty() {
@@ -267,6 +267,25 @@ impl Snapshot {
         // Without the digest the next sync only compares entry by entry.
         let _ = statefile::overwrite(&self.digest, digest.as_bytes());
         Ok(synced)
+    }
+
+    /// Makes room for file `path`: removes a directory where it goes, and anything but a
+    /// directory where one of its directories goes.
+    fn clear_way(&self, path: &str) -> Result<(), Error> {
+        let abs = self.dir.join(path);
+        let removed =
+            |p: &Path, r: std::io::Result<()>| r.map_err(|e| Error::Write(p.to_owned(), e));
+        for (end, _) in path.match_indices('/') {
+            let dir = self.dir.join(&path[..end]);
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) if !meta.is_dir() => return removed(&dir, fs::remove_file(&dir)),
+                _ => {}
+            }
+        }
+        match fs::symlink_metadata(&abs) {
+            Ok(meta) if meta.is_dir() => removed(&abs, fs::remove_dir_all(&abs)),
+            _ => Ok(()),
+        }
     }
 
     /// Records what the jobs run since the last sync touched, `None` when that is not known

@@ -252,6 +252,42 @@ printf X >> a.txt
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }
 
+#[test]
+fn a_file_that_becomes_a_directory_and_back_is_committed_with_its_check() {
+    // The job sees the staged shape of `a` each time: a file, then a directory holding `a/b`,
+    // then a file again. A directory the job left where a staged file then goes does not stop
+    // the sync either.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.shape]
+on = ["pre-commit"]
+cache = false
+run = "cat a/b 2>/dev/null || cat a; [ -e junk ] || { mkdir junk && echo left > junk/file; }"
+"#,
+    );
+    repo.write("a", "file\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("other", "x\n");
+    repo.git(&["add", "other"]);
+    let (ok, err) = commit(&repo, &["-m", "file"]);
+    assert!(ok && err.contains("shape | file"), "{err}");
+
+    repo.git(&["rm", "-q", "a"]);
+    repo.write("a/b", "nested\n");
+    repo.write("junk", "a file where the job left a directory\n");
+    repo.git(&["add", "a/b", "junk"]);
+    let (ok, err) = commit(&repo, &["-m", "directory"]);
+    assert!(ok && err.contains("shape | nested"), "{err}");
+
+    repo.git(&["rm", "-q", "-r", "a"]);
+    repo.write("a", "again\n");
+    repo.git(&["add", "a"]);
+    let (ok, err) = commit(&repo, &["-m", "file again"]);
+    assert!(ok && err.contains("shape | again"), "{err}");
+    assert_eq!(repo.git(&["show", "HEAD:a"]), "again\n");
+}
+
 /// Live processes (not zombies) whose working directory is `dir`.
 fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
