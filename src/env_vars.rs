@@ -51,3 +51,18 @@ pub fn secret(var: &str) -> Option<OsString> {
     )]
     std::env::var_os(var)
 }
+
+/// git's per-user attributes file (`$XDG_CONFIG_HOME/git/attributes`, else
+/// `$HOME/.config/git/attributes`), which can make git convert files as it stores them.
+pub fn git_user_attributes() -> Option<std::path::PathBuf> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place env is read"
+    )]
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".config"))
+        });
+    config.map(|dir| dir.join("git").join("attributes"))
+}

@@ -15,7 +15,7 @@ use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Snapshot, Watch};
+use crate::workspace::{Snapshot, Watch, Worktree};
 
 use super::Context;
 use super::run::{Execution, execute_with, exit_code};
@@ -84,9 +84,14 @@ fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
 }
 
 /// Syncs snapshot `name` to `entries`, with what a run needs to record what its jobs touch.
-fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<(Snapshot, Watch), Error> {
+fn sync(
+    repo: &Repo,
+    name: &str,
+    entries: &[Entry],
+    worktree: Option<Worktree<'_>>,
+) -> Result<(Snapshot, Watch), Error> {
     let snapshot = Snapshot::new(repo, name);
-    let watch = snapshot.sync_watched(repo, entries)?;
+    let watch = snapshot.sync_watched(repo, entries, worktree)?;
     Ok((snapshot, watch))
 }
 
@@ -115,7 +120,12 @@ fn pre_commit() -> Result<u8, Error> {
     let repo = &context.repo;
     let clock = std::time::Instant::now();
     let index_file = env_vars::git_index_file();
-    let (mut staged, trees) = repo.staged_with_trees(index_file.as_deref())?;
+    let crate::git::Staged {
+        entries: mut staged,
+        trees,
+        stats,
+        written,
+    } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     // What the commit changes is needed only to select jobs by `files`.
     let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
@@ -152,7 +162,14 @@ fn pre_commit() -> Result<u8, Error> {
         return Ok(exit::SUCCESS);
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
-    let (snapshot, watch) = sync(repo, "pre-commit", &staged)?;
+    // Staged files still as `git add` saw them are copied from the working tree, which is
+    // cheaper than inflating their objects, unless git converts files as it stores them.
+    let worktree = (!repo.may_filter(&staged)).then(|| Worktree {
+        root: repo.workdir(),
+        stats: &stats,
+        written,
+    });
+    let (snapshot, watch) = sync(repo, "pre-commit", &staged, worktree)?;
     // The staged entries are needed again only to apply fixes.
     let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
     let entries = if fixers {
@@ -356,7 +373,7 @@ fn run_on_commit(
 ) -> Result<RunOutcome, Error> {
     let repo = &context.repo;
     let entries = repo.commit_files(commit)?;
-    let (snapshot, watch) = sync(repo, event.as_str(), &entries)?;
+    let (snapshot, watch) = sync(repo, event.as_str(), &entries, None)?;
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let done = execute_with(
         context,

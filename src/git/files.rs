@@ -536,6 +536,26 @@ pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
 
 /// Whether `meta` matches an index entry's stat data as git compares them by default (whole
 /// seconds of mtime and ctime, size, inode, owner; 32-bit fields truncated as git stores them).
+/// The content of the working-tree file at `abs` when it is still what the index says of it:
+/// a regular file whose stat data matches `stat`, modified strictly before the index was
+/// `written` (seconds, nanoseconds), as git decides that a file is clean. `None` otherwise.
+pub fn clean_content(abs: &Path, stat: &Stat, written: (i64, u32)) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    if (i64::from(stat.mtime.secs), stat.mtime.nsecs) >= written {
+        return None;
+    }
+    let meta = fs::symlink_metadata(abs).ok()?;
+    let same = meta.is_file()
+        && stat_matches(&meta, stat)
+        && meta.mtime_nsec() as u32 == stat.mtime.nsecs
+        && meta.ctime_nsec() as u32 == stat.ctime.nsecs;
+    if !same {
+        return None;
+    }
+    let bytes = fs::read(abs).ok()?;
+    (bytes.len() as u64 == meta.len()).then_some(bytes)
+}
+
 fn stat_matches(meta: &fs::Metadata, stat: &Stat) -> bool {
     use std::os::unix::fs::MetadataExt;
     meta.mtime() as u32 == stat.mtime.secs

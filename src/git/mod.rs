@@ -7,9 +7,9 @@ mod repo;
 mod snapshot;
 mod statcache;
 
-pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched};
+pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched, clean_content};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
-pub use snapshot::Entry;
+pub use snapshot::{Entry, Staged};
 pub use statcache::StatCache;
 
 /// A new empty repository in a temporary directory, made by `git init` with no user or system

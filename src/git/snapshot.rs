@@ -14,6 +14,21 @@ use gix::index::entry::{Flags, Mode};
 use super::files::FileMode;
 use super::repo::{Error, Repo};
 
+/// The staged index.
+#[derive(Default)]
+pub struct Staged {
+    /// Stage 0, without intent-to-add entries.
+    pub entries: Vec<Entry>,
+    /// The index's cache-tree: the tree id of every directory the index knows to be unchanged
+    /// since it last wrote a tree (keyed by path, `""` for the root).
+    pub trees: BTreeMap<String, ObjectId>,
+    /// The stat data `git add` saw for each of `entries`.
+    pub stats: Vec<gix::index::entry::Stat>,
+    /// When the index was written (seconds, nanoseconds): a file modified since then, or in the
+    /// same clock tick, may differ from what its stat data says.
+    pub written: (i64, u32),
+}
+
 /// A file in the index or a tree.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
@@ -27,24 +42,22 @@ impl Repo {
     /// hook, which is a temporary index during `git commit -a` or `git commit FILE`), else the
     /// repository's index. Intent-to-add entries stage no content and are left out.
     pub fn staged(&self, index_file: Option<&Path>) -> Result<Vec<Entry>, Error> {
-        Ok(self.staged_with_trees(index_file)?.0)
+        Ok(self.staged_with_trees(index_file)?.entries)
     }
 
-    /// [`Repo::staged`], with the index's cache-tree: the tree id of every directory the index
-    /// knows to be unchanged since it last wrote a tree (keyed by path, `""` for the root).
-    pub fn staged_with_trees(
-        &self,
-        index_file: Option<&Path>,
-    ) -> Result<(Vec<Entry>, BTreeMap<String, ObjectId>), Error> {
+    /// [`Repo::staged`], with the index's cache-tree and what the index knows of each file in
+    /// the working tree.
+    pub fn staged_with_trees(&self, index_file: Option<&Path>) -> Result<Staged, Error> {
         let path = match index_file {
             Some(path) if path.is_absolute() => path.to_path_buf(),
             Some(path) => self.workdir().join(path),
             None => self.gix().index_path(),
         };
         let Some(index) = self.read_index(&path)? else {
-            return Ok((Vec::new(), BTreeMap::new()));
+            return Ok(Staged::default());
         };
         let mut entries = Vec::new();
+        let mut stats = Vec::new();
         for entry in index.entries() {
             if entry.stage_raw() != 0 || entry.flags.contains(Flags::INTENT_TO_ADD) {
                 continue;
@@ -63,12 +76,41 @@ impl Repo {
                 mode,
                 id: entry.id,
             });
+            stats.push(entry.stat);
         }
         let mut trees = BTreeMap::new();
         if let Some(root) = index.tree() {
             valid_trees(root, "", &mut trees);
         }
-        Ok((entries, trees))
+        let written = index.timestamp();
+        Ok(Staged {
+            entries,
+            trees,
+            stats,
+            written: (written.unix_seconds(), written.nanoseconds()),
+        })
+    }
+
+    /// Whether git may store a working-tree file's content differently from the file itself
+    /// (line-ending conversion, clean filters such as git-lfs): then only the object database
+    /// says what is staged. `staged` are the staged files, whose `.gitattributes` count.
+    pub fn may_filter(&self, staged: &[Entry]) -> bool {
+        let config = self.gix().config_snapshot();
+        let set = |key: &str| {
+            config
+                .string(key)
+                .is_some_and(|v| !v.eq_ignore_ascii_case(b"false"))
+        };
+        let user_attributes =
+            crate::env_vars::git_user_attributes().is_some_and(|file| file.exists());
+        set("core.autocrlf")
+            || config.string("core.eol").is_some()
+            || config.string("core.attributesFile").is_some()
+            || user_attributes
+            || self.git_dir().join("info/attributes").exists()
+            || staged
+                .iter()
+                .any(|e| e.path == ".gitattributes" || e.path.ends_with("/.gitattributes"))
     }
 
     /// The staged paths that differ from `head`'s tree (deletions left out). Directories whose

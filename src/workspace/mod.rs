@@ -100,14 +100,21 @@ impl Snapshot {
                 ..Synced::default()
             });
         }
-        self.update(repo, entries, touched, &digest)
+        self.update(repo, entries, None, touched, &digest)
     }
 
     /// [`Snapshot::sync`], and what a run there needs to record what its jobs touch. Unless the
     /// directory already held `entries` untouched (then the jobs are most likely all cache hits,
     /// and the engine starts a watch only if one runs), the watch starts while the files are
     /// written.
-    pub fn sync_watched(&self, repo: &Repo, entries: &[Entry]) -> Result<Watch, Error> {
+    /// With `worktree`, a file still as `git add` staged it is copied from the working tree
+    /// rather than inflated from the object database.
+    pub fn sync_watched(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        worktree: Option<Worktree<'_>>,
+    ) -> Result<Watch, Error> {
         let (touched, digest) = self.begin(entries)?;
         if self.untouched(touched.as_ref(), &digest) {
             return Ok(self.watch(None));
@@ -115,7 +122,7 @@ impl Snapshot {
         std::thread::scope(|scope| {
             let paths = entries.iter().map(|e| e.path.as_str());
             let tracker = scope.spawn(|| Tracker::start(&self.dir, paths));
-            self.update(repo, entries, touched, &digest)?;
+            self.update(repo, entries, worktree, touched, &digest)?;
             let tracker = match tracker.join() {
                 // What the sync wrote is in the state: only what jobs do from here counts.
                 Ok(Ok(mut tracker)) => tracker.forget().then_some(tracker),
@@ -157,6 +164,7 @@ impl Snapshot {
         &self,
         repo: &Repo,
         entries: &[Entry],
+        worktree: Option<Worktree<'_>>,
         touched: Option<Touched>,
         digest: &str,
     ) -> Result<Synced, Error> {
@@ -218,9 +226,10 @@ impl Snapshot {
                 }
             }
         }
-        for (entry, known) in entries
+        for (at, (entry, known)) in entries
             .iter()
             .zip(checked.into_iter().chain(std::iter::repeat(None)))
+            .enumerate()
         {
             if let Some(known) = known {
                 new.push((entry.path.as_str(), known));
@@ -232,7 +241,17 @@ impl Snapshot {
                 reason,
             })?;
             let abs = self.dir.join(&entry.path);
-            let bytes = repo.read_blob(entry.id)?;
+            let clean = worktree
+                .as_ref()
+                .filter(|_| entry.mode != FileMode::Symlink)
+                .and_then(|w| {
+                    let stat = w.stats.get(at)?;
+                    git::clean_content(&w.root.join(&entry.path), stat, w.written)
+                });
+            let bytes = match clean {
+                Some(bytes) => bytes,
+                None => repo.read_blob(entry.id)?,
+            };
             let meta = match write_file(&abs, entry.mode, &bytes) {
                 Ok(meta) => meta,
                 // Something a job left where the file or one of its directories goes: looked
@@ -313,6 +332,15 @@ impl Snapshot {
         // Without the record the next sync only stats every file.
         let _ = statefile::replace(&self.touched, text.as_bytes());
     }
+}
+
+/// The working tree a snapshot of the staged index can copy clean files from: `stats` are the
+/// index's stat data for each entry (in the same order), `written` when the index was written.
+/// Only for a repository where git stores files as they are (see `Repo::may_filter`).
+pub struct Worktree<'a> {
+    pub root: &'a Path,
+    pub stats: &'a [gix::index::entry::Stat],
+    pub written: (i64, u32),
 }
 
 /// What a run in a snapshot needs to record what its jobs touch there.

@@ -288,6 +288,28 @@ run = "cat a/b 2>/dev/null || cat a; [ -e junk ] || { mkdir junk && echo left > 
     assert_eq!(repo.git(&["show", "HEAD:a"]), "again\n");
 }
 
+#[test]
+fn a_converted_file_is_checked_as_git_stores_it() {
+    // With `eol=crlf` the working tree holds CRLF and the object LF: the job sees the object.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.lf]
+on = ["pre-commit"]
+cache = false
+run = "if grep -q \"$(printf '\\r')\" a.txt; then echo CRLF; exit 1; else echo LF only; fi"
+"#,
+    );
+    repo.write(".gitattributes", "*.txt eol=crlf\n");
+    repo.write("a.txt", "one\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("a.txt", "one\r\ntwo\r\n");
+    repo.git(&["add", "a.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "two lines"]);
+    assert!(ok && err.contains("lf | LF only"), "{err}");
+    assert_eq!(repo.git(&["cat-file", "blob", "HEAD:a.txt"]), "one\ntwo\n");
+}
+
 /// Live processes (not zombies) whose working directory is `dir`.
 fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
