@@ -10,6 +10,7 @@ mod statcache;
 pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched, clean_content};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::{Entry, Staged};
+pub(crate) use statcache::FileStat;
 pub use statcache::StatCache;
 
 /// A new empty repository in a temporary directory, made by `git init` with no user or system

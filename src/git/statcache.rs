@@ -26,17 +26,19 @@ const LISTINGS_HEADER: &str = "weir-listings 1";
 /// Listings kept at most: those used by the last run, then others, up to this many.
 const MAX_LISTINGS: usize = 4096;
 
+/// The stat data that tells a file changed: size, modification and change times (seconds,
+/// nanoseconds), inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stat {
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
+pub(crate) struct FileStat {
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    pub ino: u64,
 }
 
-impl Stat {
-    fn of(meta: &fs::Metadata) -> Stat {
-        Stat {
+impl FileStat {
+    pub fn of(meta: &fs::Metadata) -> FileStat {
+        FileStat {
             size: meta.size(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
@@ -57,7 +59,7 @@ pub struct StatCache {
     listings: Listings,
 }
 
-type Known = (Stat, FileMode, ObjectId);
+type Known = (FileStat, FileMode, ObjectId);
 
 /// Listings by (commit, directory).
 type ListingMap = HashMap<(ObjectId, String), Vec<TreeItem>>;
@@ -140,7 +142,7 @@ impl StatCache {
         let Some(mode) = FileMode::of(&meta) else {
             return Ok(None);
         };
-        let stat = Stat::of(&meta);
+        let stat = FileStat::of(&meta);
         let known = self.lock().get(&abs).copied();
         if let Some((known, known_mode, id)) = known
             && known == stat
@@ -166,7 +168,7 @@ impl StatCache {
     /// Records that weir just wrote `id` to `base/rel`, which now has the metadata `meta`.
     pub fn wrote(&self, base: &Path, rel: &str, mode: FileMode, id: ObjectId, meta: &fs::Metadata) {
         self.lock()
-            .insert(base.join(rel), (Stat::of(meta), mode, id));
+            .insert(base.join(rel), (FileStat::of(meta), mode, id));
         self.dirty.store(true, Ordering::Relaxed);
     }
 
@@ -319,7 +321,7 @@ fn parse(text: &str) -> (HashMap<PathBuf, Known>, i64) {
         let (Ok(size), Ok(ino)) = (size.parse(), ino.parse()) else {
             continue;
         };
-        let stat = Stat {
+        let stat = FileStat {
             size,
             mtime: (ms, mns),
             ctime: (cs, cns),

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::git::{self, Entry, FileMode, Repo};
+use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
 use crate::store::cache::{check_path, write_file};
 
@@ -61,19 +61,13 @@ struct Written {
 /// a replacement) means it is no longer as weir wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stat {
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-    ino: u64,
+    file: FileStat,
     mode: u32,
 }
 
 fn stat_of(meta: &fs::Metadata) -> Stat {
     Stat {
-        size: meta.size(),
-        mtime: (meta.mtime(), meta.mtime_nsec()),
-        ctime: (meta.ctime(), meta.ctime_nsec()),
-        ino: meta.ino(),
+        file: FileStat::of(meta),
         mode: meta.mode(),
     }
 }
@@ -446,10 +440,12 @@ fn parse_line(line: &str) -> Option<(&str, Written)> {
     );
     let path = parts.next()?;
     let stat = Stat {
-        size: u64::try_from(size).ok()?,
-        mtime: (mtime, mtime_ns),
-        ctime: (ctime, ctime_ns),
-        ino: u64::try_from(ino).ok()?,
+        file: FileStat {
+            size: u64::try_from(size).ok()?,
+            mtime: (mtime, mtime_ns),
+            ctime: (ctime, ctime_ns),
+            ino: u64::try_from(ino).ok()?,
+        },
         mode: u32::try_from(perm).ok()?,
     };
     Some((path, Written { mode, id, stat }))
@@ -488,10 +484,13 @@ fn push_lines(text: &mut String, written: &[(&str, Written)]) {
     for (path, w) in written {
         if !path.contains('\n') {
             let Stat {
-                size,
-                mtime,
-                ctime,
-                ino,
+                file:
+                    FileStat {
+                        size,
+                        mtime,
+                        ctime,
+                        ino,
+                    },
                 mode,
             } = w.stat;
             let _ = writeln!(
@@ -540,10 +539,12 @@ mod tests {
             mode: FileMode::Regular,
             id: gix::ObjectId::from_bytes_or_panic(&[id; 20]),
             stat: Stat {
-                size,
-                mtime: (1, 2),
-                ctime: (3, 4),
-                ino: 5,
+                file: FileStat {
+                    size,
+                    mtime: (1, 2),
+                    ctime: (3, 4),
+                    ino: 5,
+                },
                 mode: 0o100644,
             },
         }
