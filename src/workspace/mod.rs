@@ -387,6 +387,10 @@ impl Known<'_> {
     }
 }
 
+/// The state file's files by path. Hashed with foldhash: the paths are weir's own, and SipHash
+/// was a third of reading the state.
+type StateMap<'a> = HashMap<&'a str, Known<'a>, foldhash::fast::RandomState>;
+
 /// A file of the synced state: its line as read, or what was just written.
 #[derive(Debug, Clone, Copy)]
 enum Kept<'a> {
@@ -397,12 +401,12 @@ enum Kept<'a> {
 /// The state file's entries by path, and how many lines described them; a damaged file or line
 /// is as if weir had written nothing there (the file is then written again). Later lines win;
 /// `- path` says a file is no longer there.
-fn parse_state(text: &str) -> (HashMap<&str, Known<'_>>, usize) {
+fn parse_state(text: &str) -> (StateMap<'_>, usize) {
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
-        return (HashMap::new(), 0);
+        return (StateMap::default(), 0);
     }
-    let mut old = HashMap::with_capacity(text.len() / 100);
+    let mut old = StateMap::with_capacity_and_hasher(text.len() / 100, Default::default());
     let mut count = 0;
     for line in lines {
         count += 1;
