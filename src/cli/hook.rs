@@ -130,7 +130,7 @@ fn pre_commit() -> Result<u8, Error> {
     // What the commit changes is needed only to select jobs by `files`.
     let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
     let changed = if wants_files {
-        staged_changes(repo, &staged, &trees, &pipeline)?
+        staged_changes(repo, &staged, trees.as_ref(), &pipeline)?
     } else {
         Vec::new()
     };
@@ -215,7 +215,7 @@ fn pre_commit() -> Result<u8, Error> {
 fn staged_changes(
     repo: &Repo,
     staged: &[Entry],
-    trees: &BTreeMap<String, gix::ObjectId>,
+    trees: Option<&gix::index::extension::Tree>,
     pipeline: &Pipeline,
 ) -> Result<Vec<String>, Error> {
     let changed = repo.staged_changes(staged, trees, repo.head()?)?;

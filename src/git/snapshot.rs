@@ -19,9 +19,9 @@ use super::repo::{Error, Repo};
 pub struct Staged {
     /// Stage 0, without intent-to-add entries.
     pub entries: Vec<Entry>,
-    /// The index's cache-tree: the tree id of every directory the index knows to be unchanged
-    /// since it last wrote a tree (keyed by path, `""` for the root).
-    pub trees: BTreeMap<String, ObjectId>,
+    /// The index's cache-tree: the tree id of each directory the index knows to be unchanged
+    /// since it last wrote a tree.
+    pub trees: Option<gix::index::extension::Tree>,
     /// The stat data `git add` saw for each of `entries`.
     pub stats: Vec<gix::index::entry::Stat>,
     /// When the index was written (seconds, nanoseconds): a file modified since then, or in the
@@ -53,7 +53,7 @@ impl Repo {
             Some(path) => self.workdir().join(path),
             None => self.gix().index_path(),
         };
-        let Some(index) = self.read_index(&path)? else {
+        let Some(mut index) = self.read_index(&path)? else {
             return Ok(Staged::default());
         };
         let mut entries = Vec::new();
@@ -78,10 +78,7 @@ impl Repo {
             });
             stats.push(entry.stat);
         }
-        let mut trees = BTreeMap::new();
-        if let Some(root) = index.tree() {
-            valid_trees(root, "", &mut trees);
-        }
+        let trees = index.remove_tree();
         let written = index.timestamp();
         Ok(Staged {
             entries,
@@ -118,25 +115,24 @@ impl Repo {
     pub fn staged_changes(
         &self,
         staged: &[Entry],
-        trees: &BTreeMap<String, ObjectId>,
+        trees: Option<&gix::index::extension::Tree>,
         head: Option<ObjectId>,
     ) -> Result<Vec<String>, Error> {
         let Some(head) = head else {
             return Ok(staged.iter().map(|e| e.path.clone()).collect());
         };
+        let valid = |node: Option<&gix::index::extension::Tree>| {
+            node.filter(|n| n.num_entries.is_some()).map(|n| n.id)
+        };
         let mut known = BTreeMap::new();
         let mut same_dirs = std::collections::HashSet::new();
         let root = self.gix().find_commit(head)?.tree_id()?.detach();
-        let mut stack = vec![(root, String::new())];
-        while let Some((id, dir)) = stack.pop() {
-            if trees.get(&dir) == Some(&id) {
-                if dir.is_empty() {
-                    // The whole index matches HEAD.
-                    return Ok(Vec::new());
-                }
-                same_dirs.insert(dir);
-                continue;
-            }
+        if valid(trees) == Some(root) {
+            // The whole index matches HEAD.
+            return Ok(Vec::new());
+        }
+        let mut stack = vec![(root, trees, String::new())];
+        while let Some((id, node, dir)) = stack.pop() {
             let tree = self.gix().find_tree(id)?;
             for entry in tree.decode()?.entries {
                 let name = entry.filename.to_str_lossy();
@@ -146,7 +142,16 @@ impl Repo {
                     format!("{dir}/{name}")
                 };
                 if entry.mode.is_tree() {
-                    stack.push((entry.oid.to_owned(), path));
+                    let child = node.and_then(|n| {
+                        n.children
+                            .iter()
+                            .find(|c| c.name.as_slice() == entry.filename.as_bytes())
+                    });
+                    if valid(child) == Some(entry.oid.to_owned()) {
+                        same_dirs.insert(path);
+                    } else {
+                        stack.push((entry.oid.to_owned(), child, path));
+                    }
                 } else {
                     let mode = match entry.mode.value() {
                         0o100755 => Some(FileMode::Executable),
@@ -306,26 +311,6 @@ impl Repo {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             }),
         }
-    }
-}
-
-/// Collects the valid directories of a cache-tree, by path.
-fn valid_trees(
-    tree: &gix::index::extension::Tree,
-    dir: &str,
-    out: &mut BTreeMap<String, ObjectId>,
-) {
-    if tree.num_entries.is_some() {
-        out.insert(dir.to_owned(), tree.id);
-    }
-    for child in &tree.children {
-        let name = child.name.to_str_lossy();
-        let path = if dir.is_empty() {
-            name.into_owned()
-        } else {
-            format!("{dir}/{name}")
-        };
-        valid_trees(child, &path, out);
     }
 }
 
