@@ -115,7 +115,8 @@ impl Snapshot {
         }
         std::thread::scope(|scope| {
             let paths = entries.iter().map(|e| e.path.as_str());
-            let tracker = scope.spawn(|| Tracker::start(&self.dir, paths));
+            // This thread is the watch's own.
+            let tracker = scope.spawn(|| Tracker::start_here(&self.dir, paths));
             self.update(repo, entries, worktree, touched, &digest)?;
             let tracker = match tracker.join() {
                 // What the sync wrote is in the state: only what jobs do from here counts.

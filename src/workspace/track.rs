@@ -48,8 +48,24 @@ impl Touched {
 }
 
 impl Tracker {
-    /// Watches every directory of `dir` that holds one of `paths` (files relative to it).
+    /// Watches every directory of `dir` that holds one of `paths` (files relative to it), from
+    /// a thread of its own (see [`Tracker::start_here`]).
     pub fn start<'a>(
+        dir: &Path,
+        paths: impl IntoIterator<Item = &'a str> + Send,
+    ) -> std::io::Result<Tracker> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| Tracker::start_here(dir, paths))
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the watching thread panicked")))
+        })
+    }
+
+    /// [`Tracker::start`] on the calling thread, which must be one the caller made for it: it
+    /// takes a working directory of its own, the snapshot, so that each watch is added by a short
+    /// path (a third less work for the kernel than a full one).
+    pub fn start_here<'a>(
         dir: &Path,
         paths: impl IntoIterator<Item = &'a str>,
     ) -> std::io::Result<Tracker> {
@@ -70,39 +86,27 @@ impl Tracker {
                 wanted.insert(&path[..end]);
             }
         }
+        let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
+            && std::env::set_current_dir(dir).is_ok();
         let mut watches = inotify.watches();
-        // Each watch is added by path. On a thread of its own whose working directory is the
-        // snapshot, the paths are short: a third less work for the kernel than full paths.
-        let (dirs, unwatched) = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
-                        && std::env::set_current_dir(dir).is_ok();
-                    let mut dirs = HashMap::with_capacity(wanted.len());
-                    let mut unwatched = BTreeSet::new();
-                    for rel in wanted {
-                        let path = match (relative, rel) {
-                            (true, "") => Path::new(".").to_path_buf(),
-                            (true, rel) => Path::new(rel).to_path_buf(),
-                            (false, rel) => dir.join(rel),
-                        };
-                        match watches.add(&path, mask) {
-                            Ok(wd) => {
-                                dirs.insert(wd.get_watch_descriptor_id(), rel.to_owned());
-                            }
-                            Err(e)
-                                if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() =>
-                            {
-                                unwatched.insert(rel.to_owned());
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Ok((dirs, unwatched))
-                })
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the watching thread panicked")))
-        })?;
+        let mut dirs = HashMap::with_capacity(wanted.len());
+        let mut unwatched = BTreeSet::new();
+        for rel in wanted {
+            let path = match (relative, rel) {
+                (true, "") => Path::new(".").to_path_buf(),
+                (true, rel) => Path::new(rel).to_path_buf(),
+                (false, rel) => dir.join(rel),
+            };
+            match watches.add(&path, mask) {
+                Ok(wd) => {
+                    dirs.insert(wd.get_watch_descriptor_id(), rel.to_owned());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
+                    unwatched.insert(rel.to_owned());
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Tracker {
             inotify,
             dirs,
