@@ -2,6 +2,7 @@
 //! refs with compare-and-swap, and reading them back.
 
 mod files;
+mod loose;
 mod remote;
 mod repo;
 mod snapshot;

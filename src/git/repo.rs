@@ -24,6 +24,8 @@ pub enum Error {
     OutsideWorkTree(PathBuf),
     #[error("cannot read {}", .0.display())]
     Io(PathBuf, #[source] std::io::Error),
+    #[error("cannot write {}", .0.display())]
+    Write(PathBuf, #[source] std::io::Error),
     #[error("{0}")]
     Gix(#[from] gix::Error),
 }
@@ -205,18 +207,18 @@ impl Repo {
         message: &str,
         parent: Option<ObjectId>,
     ) -> Result<ObjectId, Error> {
-        let mut editor = self
-            .repo
-            .edit_tree(ObjectId::empty_tree(self.repo.object_hash()))?;
+        let empty = gix::objs::Tree::empty();
+        let mut editor =
+            gix::objs::tree::Editor::new(empty, &self.repo.objects, self.repo.object_hash());
         for entry in entries {
             match entry {
                 TreeEntry::Bytes { path, bytes } => {
-                    let blob = self.repo.write_blob(bytes)?;
-                    editor.upsert(path.as_str(), EntryKind::Blob, blob)?;
+                    let blob = self.write_blob(bytes)?;
+                    editor.upsert(path.split('/'), EntryKind::Blob, blob)?;
                 }
                 TreeEntry::File { path, abs, mode } => {
                     let (kind, blob) = self.write_file(abs, *mode)?;
-                    editor.upsert(path.as_str(), kind, blob)?;
+                    editor.upsert(path.split('/'), kind, blob)?;
                 }
                 TreeEntry::Object { path, mode, id } => {
                     let kind = match mode {
@@ -225,14 +227,14 @@ impl Repo {
                         0o120000 => EntryKind::Link,
                         _ => EntryKind::Blob,
                     };
-                    editor.upsert(path.as_str(), kind, *id)?;
+                    editor.upsert(path.split('/'), kind, *id)?;
                 }
             }
         }
-        let tree = editor.write()?;
+        let tree = editor.write(|tree| self.write_object(tree))?;
         let signature = self.signature();
         let commit = gix::objs::Commit {
-            tree: tree.detach(),
+            tree,
             parents: parent.into_iter().collect(),
             author: signature.clone(),
             committer: signature,
@@ -240,7 +242,35 @@ impl Repo {
             message: message.into(),
             extra_headers: Vec::new(),
         };
-        Ok(self.repo.write_object(&commit)?.detach())
+        self.write_object(&commit)
+    }
+
+    /// Writes an encoded object (a tree, a commit) into the object database.
+    fn write_object(&self, object: &impl gix::objs::WriteTo) -> Result<ObjectId, Error> {
+        let mut bytes = Vec::with_capacity(object.size() as usize);
+        object
+            .write_to(&mut bytes)
+            .map_err(|e| Error::Write(self.objects_dir().to_path_buf(), e))?;
+        super::loose::write(
+            self.objects_dir(),
+            self.repo.object_hash(),
+            object.kind(),
+            &bytes,
+        )
+    }
+
+    /// Writes `bytes` as a blob into the object database.
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId, Error> {
+        super::loose::write(
+            self.objects_dir(),
+            self.repo.object_hash(),
+            gix::objs::Kind::Blob,
+            bytes,
+        )
+    }
+
+    fn objects_dir(&self) -> &Path {
+        self.repo.objects.store_ref().path()
     }
 
     /// Points `refname` at `commit` if it now points at `expected` (or does not exist, for
@@ -342,7 +372,7 @@ impl Repo {
         match mode {
             FileMode::Symlink => {
                 let target = super::files::link_target(abs)?;
-                Ok((EntryKind::Link, self.repo.write_blob(target)?.detach()))
+                Ok((EntryKind::Link, self.write_blob(&target)?))
             }
             FileMode::Regular | FileMode::Executable => {
                 let mut file =

@@ -247,11 +247,6 @@ impl Repo {
             .unwrap_or_else(|| "main".to_owned())
     }
 
-    /// Writes `bytes` as a blob.
-    pub fn write_blob(&self, bytes: &[u8]) -> Result<ObjectId, Error> {
-        Ok(self.gix().write_blob(bytes)?.detach())
-    }
-
     /// Points index entries at new blobs (`git update-index --index-info`), in the index at
     /// `index_file` when given. git re-reads the index after the pre-commit hook, so the commit
     /// takes these.
