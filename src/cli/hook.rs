@@ -15,7 +15,7 @@ use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Snapshot, Watch, Worktree};
+use crate::workspace::{Delta, EarlyWatch, Snapshot, Watch, Worktree};
 
 use super::Context;
 use super::run::{Execution, execute_with, exit_code};
@@ -89,9 +89,11 @@ fn sync(
     name: &str,
     entries: &[Entry],
     worktree: Option<Worktree<'_>>,
+    delta: Option<Delta<'_>>,
+    early: Option<EarlyWatch>,
 ) -> Result<(Snapshot, Watch), Error> {
     let snapshot = Snapshot::new(repo, name);
-    let watch = snapshot.sync_watched(repo, entries, worktree)?;
+    let watch = snapshot.sync_watched(repo, entries, worktree, delta, early)?;
     Ok((snapshot, watch))
 }
 
@@ -119,6 +121,8 @@ fn pre_commit() -> Result<u8, Error> {
     };
     let repo = &context.repo;
     let clock = std::time::Instant::now();
+    // Jobs will most likely run: their snapshot's watch starts while the index is read.
+    let early = Snapshot::new(repo, "pre-commit").watch_early();
     let index_file = env_vars::git_index_file();
     let crate::git::Staged {
         entries: mut staged,
@@ -127,13 +131,11 @@ fn pre_commit() -> Result<u8, Error> {
         written,
     } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
-    // What the commit changes is needed only to select jobs by `files`.
-    let wants_files = all.jobs.iter().any(|&i| pipeline.jobs[i].files.is_some());
-    let changed = if wants_files {
-        staged_changes(repo, &staged, trees.as_ref(), &pipeline)?
-    } else {
-        Vec::new()
-    };
+    // What the commit changes: to select jobs by `files`, and to tell the sync which files can
+    // differ from what the snapshot held.
+    let head_tree = repo.head_tree()?;
+    let changes = repo.staged_changes(&staged, trees.as_ref(), head_tree)?;
+    let changed = under_root(repo, &pipeline, &changes.changed);
     tracing::debug!(elapsed = ?clock.elapsed(), "found the staged changes");
 
     // A job with `files` runs only when a staged file matches.
@@ -159,6 +161,9 @@ fn pre_commit() -> Result<u8, Error> {
         }
     }
     if names.is_empty() {
+        if let Some(early) = early {
+            early.discard();
+        }
         return Ok(exit::SUCCESS);
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
@@ -169,7 +174,18 @@ fn pre_commit() -> Result<u8, Error> {
         stats: &stats,
         written,
     });
-    let (snapshot, watch) = sync(repo, "pre-commit", &staged, worktree)?;
+    let all_changed: Vec<String>;
+    let delta = match head_tree {
+        Some(tree) => {
+            all_changed = [changes.changed, changes.deleted].concat();
+            Some(Delta {
+                tree,
+                changed: &all_changed,
+            })
+        }
+        None => None,
+    };
+    let (snapshot, watch) = sync(repo, "pre-commit", &staged, worktree, delta, early)?;
     // The staged entries are needed again only to apply fixes.
     let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
     let entries = if fixers {
@@ -211,29 +227,20 @@ fn pre_commit() -> Result<u8, Error> {
     )
 }
 
-/// The staged paths that differ from HEAD (deletions left out), relative to the pipeline root.
-fn staged_changes(
-    repo: &Repo,
-    staged: &[Entry],
-    trees: Option<&gix::index::extension::Tree>,
-    pipeline: &Pipeline,
-) -> Result<Vec<String>, Error> {
-    let changed = repo.staged_changes(staged, trees, repo.head()?)?;
+/// `paths` (relative to the repository) that lie under the pipeline root, relative to it.
+fn under_root(repo: &Repo, pipeline: &Pipeline, paths: &[String]) -> Vec<String> {
     let prefix = pipeline
         .root
         .strip_prefix(repo.workdir())
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(changed
-        .into_iter()
-        .filter_map(|path| {
-            if prefix.is_empty() {
-                Some(path)
-            } else {
-                path.strip_prefix(&format!("{prefix}/")).map(str::to_owned)
-            }
-        })
-        .collect())
+    if prefix.is_empty() {
+        return paths.to_vec();
+    }
+    paths
+        .iter()
+        .filter_map(|path| path.strip_prefix(&format!("{prefix}/")).map(str::to_owned))
+        .collect()
 }
 
 /// Applies what fixers changed in the snapshot to the index and the working tree, when every
@@ -373,7 +380,7 @@ fn run_on_commit(
 ) -> Result<RunOutcome, Error> {
     let repo = &context.repo;
     let entries = repo.commit_files(commit)?;
-    let (snapshot, watch) = sync(repo, event.as_str(), &entries, None)?;
+    let (snapshot, watch) = sync(repo, event.as_str(), &entries, None, None, None)?;
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let done = execute_with(
         context,

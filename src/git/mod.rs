@@ -10,7 +10,7 @@ mod statcache;
 
 pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched, clean_content};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
-pub use snapshot::{Entry, Staged};
+pub use snapshot::{Changes, Entry, Staged};
 pub(crate) use statcache::FileStat;
 pub use statcache::StatCache;
 

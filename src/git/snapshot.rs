@@ -2,7 +2,7 @@
 //! writing fixes back to the index. Everything here reads exactly what git would commit, push or
 //! merge, never the working tree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,6 +27,25 @@ pub struct Staged {
     /// When the index was written (seconds, nanoseconds): a file modified since then, or in the
     /// same clock tick, may differ from what its stat data says.
     pub written: (i64, u32),
+}
+
+/// How the staged index differs from a tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Staged files that are not in the tree as staged.
+    pub changed: Vec<String>,
+    /// Files of the tree that are not staged.
+    pub deleted: Vec<String>,
+}
+
+/// The mode of a tree entry that is a file; `None` for anything else.
+fn file_mode(mode: u16) -> Option<FileMode> {
+    match mode {
+        0o100755 => Some(FileMode::Executable),
+        0o120000 => Some(FileMode::Symlink),
+        0o100644 => Some(FileMode::Regular),
+        _ => None,
+    }
 }
 
 /// A file in the index or a tree.
@@ -110,26 +129,29 @@ impl Repo {
                 .any(|e| e.path == ".gitattributes" || e.path.ends_with("/.gitattributes"))
     }
 
-    /// The staged paths that differ from `head`'s tree (deletions left out). Directories whose
-    /// cache-tree id equals HEAD's are skipped without reading them, as `git diff --cached` does.
+    /// The staged paths that differ from `tree` (HEAD's), and the paths in `tree` that are not
+    /// staged. Directories whose cache-tree id equals the tree's are skipped without reading
+    /// them, as `git diff --cached` does.
     pub fn staged_changes(
         &self,
         staged: &[Entry],
         trees: Option<&gix::index::extension::Tree>,
-        head: Option<ObjectId>,
-    ) -> Result<Vec<String>, Error> {
-        let Some(head) = head else {
-            return Ok(staged.iter().map(|e| e.path.clone()).collect());
+        tree: Option<ObjectId>,
+    ) -> Result<Changes, Error> {
+        let Some(root) = tree else {
+            return Ok(Changes {
+                changed: staged.iter().map(|e| e.path.clone()).collect(),
+                deleted: Vec::new(),
+            });
         };
         let valid = |node: Option<&gix::index::extension::Tree>| {
             node.filter(|n| n.num_entries.is_some()).map(|n| n.id)
         };
         let mut known = BTreeMap::new();
         let mut same_dirs = std::collections::HashSet::new();
-        let root = self.gix().find_commit(head)?.tree_id()?.detach();
         if valid(trees) == Some(root) {
             // The whole index matches HEAD.
-            return Ok(Vec::new());
+            return Ok(Changes::default());
         }
         let mut stack = vec![(root, trees, String::new())];
         while let Some((id, node, dir)) = stack.pop() {
@@ -153,13 +175,7 @@ impl Repo {
                         stack.push((entry.oid.to_owned(), child, path));
                     }
                 } else {
-                    let mode = match entry.mode.value() {
-                        0o100755 => Some(FileMode::Executable),
-                        0o120000 => Some(FileMode::Symlink),
-                        0o100644 => Some(FileMode::Regular),
-                        _ => None,
-                    };
-                    known.insert(path, (mode, entry.oid.to_owned()));
+                    known.insert(path, (file_mode(entry.mode.value()), entry.oid.to_owned()));
                 }
             }
         }
@@ -169,7 +185,7 @@ impl Repo {
             path.match_indices('/')
                 .any(|(end, _)| same_dirs.contains(&path[..end]))
         };
-        Ok(staged
+        let changed = staged
             .iter()
             .filter(|e| {
                 known
@@ -178,7 +194,80 @@ impl Repo {
                     && !unchanged_dir(&e.path)
             })
             .map(|e| e.path.clone())
-            .collect())
+            .collect();
+        let deleted = known
+            .into_keys()
+            .filter(|path| {
+                staged
+                    .binary_search_by(|e| e.path.as_str().cmp(path))
+                    .is_err()
+            })
+            .collect();
+        Ok(Changes { changed, deleted })
+    }
+
+    /// The paths of files (submodules included) that differ between trees `a` and `b`, reading
+    /// only directories whose ids differ; `None` once more than `budget` directories would have
+    /// to be read.
+    pub fn tree_changes(
+        &self,
+        a: ObjectId,
+        b: ObjectId,
+        budget: usize,
+    ) -> Result<Option<Vec<String>>, Error> {
+        let mut changed = Vec::new();
+        let mut stack = vec![(Some(a), Some(b), String::new())];
+        let mut read = 0;
+        while let Some((a, b, dir)) = stack.pop() {
+            if a == b {
+                continue;
+            }
+            read += 1;
+            if read > budget {
+                return Ok(None);
+            }
+            let mut sides: [BTreeMap<String, (u32, ObjectId)>; 2] = Default::default();
+            for (side, id) in sides.iter_mut().zip([a, b]) {
+                let Some(id) = id else { continue };
+                for entry in self.gix().find_tree(id)?.decode()?.entries {
+                    let name = entry.filename.to_str_lossy();
+                    let path = if dir.is_empty() {
+                        name.into_owned()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    side.insert(path, (entry.mode.value() as u32, entry.oid.to_owned()));
+                }
+            }
+            let [left, right] = sides;
+            let paths: BTreeSet<&String> = left.keys().chain(right.keys()).collect();
+            for path in paths {
+                let (l, r) = (left.get(path), right.get(path));
+                if l == r {
+                    continue;
+                }
+                let tree = |side: Option<&(u32, ObjectId)>| {
+                    side.filter(|(mode, _)| *mode == 0o40000).map(|(_, id)| *id)
+                };
+                let blob =
+                    |side: Option<&(u32, ObjectId)>| side.is_some_and(|(m, _)| *m != 0o40000);
+                if tree(l).is_some() || tree(r).is_some() {
+                    stack.push((tree(l), tree(r), path.clone()));
+                }
+                if blob(l) || blob(r) {
+                    changed.push(path.clone());
+                }
+            }
+        }
+        changed.sort();
+        Ok(Some(changed))
+    }
+
+    /// The id of HEAD's tree; `None` before the first commit.
+    pub fn head_tree(&self) -> Result<Option<ObjectId>, Error> {
+        self.head()?
+            .map(|commit| self.commit_tree(commit))
+            .transpose()
     }
 
     /// The files of `commit`'s tree (submodules left out).

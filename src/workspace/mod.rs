@@ -4,7 +4,7 @@
 
 mod track;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,16 @@ use crate::store::cache::{check_path, write_file};
 
 pub use track::{Touched, Tracker};
 
-const HEADER: &str = "weir-snapshot 3";
+/// The state file's first line: this, the length in bytes of the part written whole (its lines
+/// sorted by path) and its number of lines. What follows it was appended since.
+const HEADER: &str = "weir-snapshot 4";
+/// The directories record's first line.
+const DIRS_HEADER: &str = "weir-dirs 1";
+/// The base record's first line.
+const BASE_HEADER: &str = "weir-base 1";
+/// Directories a comparison of HEAD's tree with the base's may read before the sync compares
+/// every file instead.
+const TREE_BUDGET: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -39,6 +48,35 @@ pub struct Snapshot {
     touched: PathBuf,
     /// A hash of the entries last synced: the same tree, untouched, needs no work at all.
     digest: PathBuf,
+    /// The tree the directory's files were last synced from, with the paths where they
+    /// differ from it (the staged changes against HEAD): with what jobs touched, the only
+    /// files the next sync need compare. Absent, it compares every file.
+    base: PathBuf,
+    /// The directories the last sync left: what a watch started before the next sync watches.
+    dirs: PathBuf,
+}
+
+/// A watch of a snapshot started before its sync, on a thread of its own.
+pub struct EarlyWatch(std::thread::JoinHandle<std::io::Result<Tracker>>);
+
+impl EarlyWatch {
+    fn join(self) -> Option<Tracker> {
+        started(self.0.join())
+    }
+
+    /// Stops the watch: the snapshot is not synced after all.
+    pub fn discard(self) {
+        if let Some(tracker) = self.join() {
+            tracker.discard();
+        }
+    }
+}
+
+/// What a sync's entries are made of: `tree` (HEAD's), changed at `changed` (files changed,
+/// added or removed). Files elsewhere are as in the tree.
+pub struct Delta<'a> {
+    pub tree: gix::ObjectId,
+    pub changed: &'a [String],
 }
 
 /// What a sync did.
@@ -80,6 +118,8 @@ impl Snapshot {
             state: base.join("state"),
             touched: base.join("touched"),
             digest: base.join("digest"),
+            base: base.join("base"),
+            dirs: base.join("dirs"),
         }
     }
 
@@ -94,7 +134,7 @@ impl Snapshot {
                 ..Synced::default()
             });
         }
-        self.update(repo, entries, None, touched, &digest)
+        self.update(repo, entries, None, touched, &digest, None)
     }
 
     /// [`Snapshot::sync`], and what a run there needs to record what its jobs touch. Unless the
@@ -103,32 +143,87 @@ impl Snapshot {
     /// written.
     /// With `worktree`, a file still as `git add` staged it is copied from the working tree
     /// rather than inflated from the object database.
+    /// With `delta`, only files where it says the entries differ from its tree, where the
+    /// last sync's did, and those jobs touched are compared.
+    /// With `early`, the watch started before the sync (see [`Snapshot::watch_early`]).
     pub fn sync_watched(
         &self,
         repo: &Repo,
         entries: &[Entry],
         worktree: Option<Worktree<'_>>,
+        delta: Option<Delta<'_>>,
+        early: Option<EarlyWatch>,
     ) -> Result<Watch, Error> {
         let (touched, digest) = self.begin(entries)?;
-        if self.untouched(touched.as_ref(), &digest) {
-            return Ok(self.watch(None));
+        let recorded = early.is_some();
+        let tracker = match early {
+            // Nothing to write: the watch is there in case a job runs.
+            Some(early) if self.untouched(touched.as_ref(), &digest) => early.join(),
+            None if self.untouched(touched.as_ref(), &digest) => return Ok(self.watch(None)),
+            Some(early) => {
+                let updated =
+                    self.update(repo, entries, worktree, touched, &digest, delta.as_ref());
+                let tracker = early.join();
+                updated?;
+                tracker
+            }
+            None => std::thread::scope(|scope| {
+                let paths = entries.iter().map(|e| e.path.as_str());
+                // This thread is the watch's own.
+                let tracker = scope.spawn(|| Tracker::start_here(&self.dir, paths));
+                self.update(repo, entries, worktree, touched, &digest, delta.as_ref())?;
+                Ok::<_, Error>(started(tracker.join()))
+            })?,
+        };
+        let tracker = tracker.and_then(|mut tracker| {
+            // The directories now there that are not watched yet (all of them without an early
+            // watch), which the next sync's early watch starts from.
+            let wanted = track::directories(entries.iter().map(|e| e.path.as_str()));
+            let watched: HashSet<&str> = tracker.dirs().collect();
+            let missing: Vec<&str> = wanted
+                .iter()
+                .copied()
+                .filter(|d| !watched.contains(d))
+                .collect();
+            if !recorded || !missing.is_empty() || watched.len() != wanted.len() {
+                self.save_dirs(&wanted);
+            }
+            let added = tracker.watch_more(&self.dir, missing);
+            // What the sync wrote is in the state: only what jobs do from here counts.
+            (added.is_ok() && tracker.forget()).then_some(tracker)
+        });
+        Ok(self.watch(tracker))
+    }
+
+    /// Starts watching the directories the last sync left, on a thread of its own, while the
+    /// caller works out what to sync: adding the watches (900 here) takes as long as reading
+    /// the index and the sync together. `None` before a sync has recorded them.
+    pub fn watch_early(&self) -> Option<EarlyWatch> {
+        let text = fs::read_to_string(&self.dirs).ok()?;
+        let mut lines = text.lines();
+        if lines.next() != Some(DIRS_HEADER) || !text.ends_with('\n') {
+            return None;
         }
-        std::thread::scope(|scope| {
-            let paths = entries.iter().map(|e| e.path.as_str());
-            // This thread is the watch's own.
-            let tracker = scope.spawn(|| Tracker::start_here(&self.dir, paths));
-            self.update(repo, entries, worktree, touched, &digest)?;
-            let tracker = match tracker.join() {
-                // What the sync wrote is in the state: only what jobs do from here counts.
-                Ok(Ok(mut tracker)) => tracker.forget().then_some(tracker),
-                Ok(Err(err)) => {
-                    tracing::debug!(%err, "cannot watch the snapshot");
-                    None
-                }
-                Err(_) => None,
-            };
-            Ok(self.watch(tracker))
-        })
+        let dirs: Vec<String> = lines.map(str::to_owned).collect();
+        let dir = self.dir.clone();
+        let watching = std::thread::spawn(move || {
+            Tracker::watch_dirs_here(&dir, dirs.iter().map(String::as_str))
+        });
+        Some(EarlyWatch(watching))
+    }
+
+    /// Records the directories the snapshot holds, for the next early watch.
+    fn save_dirs(&self, dirs: &[&str]) {
+        let mut text = format!("{DIRS_HEADER}\n");
+        for dir in dirs {
+            if dir.contains('\n') {
+                let _ = fs::remove_file(&self.dirs);
+                return;
+            }
+            text.push_str(dir);
+            text.push('\n');
+        }
+        let _ = statefile::replace(&self.dirs, text.as_bytes());
     }
 
     /// What a run in the directory needs to record what its jobs touch.
@@ -162,31 +257,162 @@ impl Snapshot {
         worktree: Option<Worktree<'_>>,
         touched: Option<Touched>,
         digest: &str,
+        delta: Option<&Delta<'_>>,
     ) -> Result<Synced, Error> {
-        // Until the state is saved, the record no longer tells which files are as it says.
+        // Until the state is saved, the record no longer tells which files are as it says, and
+        // the base no longer tells where they can differ.
         let _ = fs::remove_file(&self.touched);
+        let base = fs::read_to_string(&self.base).ok();
+        let _ = fs::remove_file(&self.base);
         let started = std::time::Instant::now();
         let text = fs::read_to_string(&self.state).unwrap_or_default();
-        let (old, lines) = parse_state(&text);
+        let state = split_state(&text);
+        let candidates = match (
+            delta,
+            base.as_deref().and_then(parse_base),
+            &touched,
+            &state,
+        ) {
+            (Some(delta), Some(base), Some(touched), Some(_)) => {
+                self.candidates(repo, entries, touched, delta, &base)?
+            }
+            _ => None,
+        };
+        let some = match (candidates, &state, &touched) {
+            (Some(candidates), Some(state), Some(touched)) => self.update_some(
+                repo,
+                entries,
+                worktree.as_ref(),
+                touched,
+                state,
+                &candidates,
+            )?,
+            _ => None,
+        };
+        let synced = match some {
+            Some(synced) => synced,
+            None => self.update_all(repo, entries, worktree.as_ref(), touched.as_ref(), &text)?,
+        };
+        tracing::debug!(elapsed = ?started.elapsed(), ?synced, "synced the snapshot's files");
+        // Without the digest the next sync only compares entry by entry; without the base,
+        // every file.
+        let _ = statefile::overwrite(&self.digest, digest.as_bytes());
+        if let Some(delta) = delta
+            && let Some(text) = format_base(delta)
+        {
+            let _ = statefile::replace(&self.base, text.as_bytes());
+        }
+        Ok(synced)
+    }
+
+    /// The paths where the directory (as the last sync left it, `base`) and `entries` (as
+    /// `delta` describes them) can differ, and those jobs touched; `None` when there are too
+    /// many for comparing them one by one to beat comparing every file.
+    fn candidates(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        touched: &Touched,
+        delta: &Delta<'_>,
+        base: &Base<'_>,
+    ) -> Result<Option<BTreeSet<String>>, Error> {
+        let limit = entries.len() / 4 + 64;
+        let mut paths: BTreeSet<String> = BTreeSet::new();
+        if base.tree != delta.tree {
+            match repo.tree_changes(base.tree, delta.tree, TREE_BUDGET)? {
+                Some(changed) => paths.extend(changed),
+                None => return Ok(None),
+            }
+        }
+        paths.extend(base.changed.iter().map(|p| (*p).to_owned()));
+        paths.extend(delta.changed.iter().cloned());
+        paths.extend(touched.files.iter().cloned());
+        for dir in &touched.dirs {
+            let prefix = format!("{dir}/");
+            let from = entries.partition_point(|e| e.path.as_str() < prefix.as_str());
+            let under = entries[from..]
+                .iter()
+                .take_while(|e| e.path.starts_with(&prefix));
+            paths.extend(under.map(|e| e.path.clone()));
+            if paths.len() > limit {
+                return Ok(None);
+            }
+        }
+        Ok((paths.len() <= limit).then_some(paths))
+    }
+
+    /// Brings the files at `candidates` in line with `entries`, trusting every other file to
+    /// be as the state says; `None` when the state is due to be written whole (the caller then
+    /// syncs every file).
+    fn update_some(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        worktree: Option<&Worktree<'_>>,
+        touched: &Touched,
+        state: &StateText<'_>,
+        candidates: &BTreeSet<String>,
+    ) -> Result<Option<Synced>, Error> {
+        let (journal, appended) = state.journal();
+        if state.lines + appended + candidates.len() > 2 * entries.len() + 64 {
+            return Ok(None);
+        }
+        let was = |path: &str| match journal.get(path) {
+            Some(known) => *known,
+            None => state.sorted_line(path),
+        };
+        let mut synced = Synced::default();
+        let mut gone = Vec::new();
+        let mut stale = Vec::new();
+        // Files no longer in the tree go first: one may stand where a directory now goes.
+        for path in candidates {
+            let entry = entries.binary_search_by(|e| e.path.as_str().cmp(path));
+            match (entry, was(path)) {
+                (Ok(at), Some(known)) if self.intact(&entries[at], known, touched).is_some() => {}
+                (Ok(at), _) => stale.push(at),
+                (Err(_), Some(_)) => {
+                    gone.push(path.as_str());
+                    let abs = self.dir.join(path);
+                    if fs::remove_file(&abs).is_ok() {
+                        synced.removed += 1;
+                        remove_empty_parents(&self.dir, &abs);
+                    }
+                }
+                (Err(_), None) => {}
+            }
+        }
+        let mut changed = Vec::with_capacity(stale.len());
+        for at in stale {
+            let entry = &entries[at];
+            changed.push((entry.path.as_str(), self.write(repo, entry, at, worktree)?));
+        }
+        synced.written = changed.len();
+        synced.kept = entries.len() - changed.len();
+        self.save_changes(&changed, &gone, None)?;
+        Ok(Some(synced))
+    }
+
+    /// Brings every file in line with `entries`, by the state in `text`.
+    fn update_all(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        worktree: Option<&Worktree<'_>>,
+        touched: Option<&Touched>,
+        text: &str,
+    ) -> Result<Synced, Error> {
+        let started = std::time::Instant::now();
+        let (old, lines) = parse_state(text);
         tracing::debug!(elapsed = ?started.elapsed(), files = old.len(), "loaded the snapshot state");
         // Which files are as weir left them: those no job touched, and the others by one lstat
-        // each (a file linked elsewhere is removed, to be written anew rather than through the
-        // link), spread over the cores, since this is most of a hook's cost in a large
+        // each, spread over the cores, since this is most of a hook's cost in a large
         // repository when what the jobs touched is not known.
         let intact = |entry: &Entry| -> Option<Kept> {
             let was = old.get(entry.path.as_str())?;
-            let same = was.mode == entry.mode && was.id == entry.id;
-            if touched.as_ref().is_some_and(|t| !t.contains(&entry.path)) {
-                return same.then_some(Kept::Line(was.line));
+            match touched {
+                Some(touched) => self.intact(entry, *was, touched),
+                None => self.intact_on_disk(entry, *was),
             }
-            let abs = self.dir.join(&entry.path);
-            let meta = fs::symlink_metadata(&abs).ok()?;
-            if meta.is_file() && meta.nlink() > 1 {
-                // A job linked the file elsewhere: it is written anew, not through the link.
-                let _ = fs::remove_file(&abs);
-                return None;
-            }
-            (same && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
         };
         let checked: Vec<Option<Kept>> = if touched.is_some() {
             entries.iter().map(intact).collect()
@@ -231,56 +457,94 @@ impl Snapshot {
                 synced.kept += 1;
                 continue;
             }
-            check_path(&entry.path).map_err(|reason| Error::Unsafe {
-                path: entry.path.clone(),
-                reason,
-            })?;
-            let abs = self.dir.join(&entry.path);
-            let clean = worktree
-                .as_ref()
-                .filter(|_| entry.mode != FileMode::Symlink)
-                .and_then(|w| {
-                    let stat = w.stats.get(at)?;
-                    git::clean_content(&w.root.join(&entry.path), stat, w.written)
-                });
-            let bytes = match clean {
-                Some(bytes) => bytes,
-                None => repo.read_blob(entry.id)?,
-            };
-            let meta = match write_file(&abs, entry.mode, &bytes) {
-                Ok(meta) => meta,
-                // Something a job left where the file or one of its directories goes: looked
-                // for only when the write fails, which saves a stat on every file.
-                Err(_) => {
-                    self.clear_way(&entry.path)?;
-                    write_file(&abs, entry.mode, &bytes)
-                        .map_err(|e| Error::Write(abs.clone(), e))?
-                }
-            };
-            let written = Written {
-                mode: entry.mode,
-                id: entry.id,
-                stat: stat_of(&meta),
-            };
+            let written = self.write(repo, entry, at, worktree)?;
             new.push((entry.path.as_str(), Kept::Written(written)));
             changed.push((entry.path.as_str(), written));
             synced.written += 1;
         }
-        tracing::debug!(elapsed = ?started.elapsed(), ?synced, "wrote the snapshot's files");
-        if !changed.is_empty() || !gone.is_empty() {
-            // A few changes are appended (later lines win); the file is written whole again
-            // once it has grown to twice what it describes.
-            let saved = if lines > 0 && lines + changed.len() + gone.len() <= 2 * new.len() + 64 {
-                statefile::append(&self.state, format_changes(&changed, &gone).as_bytes())
-            } else {
-                statefile::replace(&self.state, format_state(&new).as_bytes())
-            };
-            saved.map_err(|e| Error::Write(self.state.clone(), e))?;
-        }
-        tracing::debug!(elapsed = ?started.elapsed(), "saved the snapshot state");
-        // Without the digest the next sync only compares entry by entry.
-        let _ = statefile::overwrite(&self.digest, digest.as_bytes());
+        // A few changes are appended (later lines win); the file is written whole again once it
+        // has grown to twice what it describes.
+        let whole = (lines == 0 || lines + changed.len() + gone.len() > 2 * new.len() + 64)
+            .then_some(new.as_slice());
+        self.save_changes(&changed, &gone, whole)?;
         Ok(synced)
+    }
+
+    /// Whether the file of `entry`, which the state says is `was`, is as weir wrote it: the
+    /// same blob, and if a job touched it, the same stat data.
+    fn intact<'a>(&self, entry: &Entry, was: Known<'a>, touched: &Touched) -> Option<Kept<'a>> {
+        if touched.contains(&entry.path) {
+            return self.intact_on_disk(entry, was);
+        }
+        (was.mode == entry.mode && was.id == entry.id).then_some(Kept::Line(was.line))
+    }
+
+    /// [`Snapshot::intact`] by one lstat: the same blob and stat data. A file linked elsewhere
+    /// is removed, to be written anew rather than through the link.
+    fn intact_on_disk<'a>(&self, entry: &Entry, was: Known<'a>) -> Option<Kept<'a>> {
+        let same = was.mode == entry.mode && was.id == entry.id;
+        let abs = self.dir.join(&entry.path);
+        let meta = fs::symlink_metadata(&abs).ok()?;
+        if meta.is_file() && meta.nlink() > 1 {
+            // A job linked the file elsewhere: it is written anew, not through the link.
+            let _ = fs::remove_file(&abs);
+            return None;
+        }
+        (same && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
+    }
+
+    /// Writes `entry` (the `at`th entry) into the directory.
+    fn write(
+        &self,
+        repo: &Repo,
+        entry: &Entry,
+        at: usize,
+        worktree: Option<&Worktree<'_>>,
+    ) -> Result<Written, Error> {
+        check_path(&entry.path).map_err(|reason| Error::Unsafe {
+            path: entry.path.clone(),
+            reason,
+        })?;
+        let abs = self.dir.join(&entry.path);
+        let clean = worktree
+            .filter(|_| entry.mode != FileMode::Symlink)
+            .and_then(|w| {
+                let stat = w.stats.get(at)?;
+                git::clean_content(&w.root.join(&entry.path), stat, w.written)
+            });
+        let bytes = match clean {
+            Some(bytes) => bytes,
+            None => repo.read_blob(entry.id)?,
+        };
+        let meta = match write_file(&abs, entry.mode, &bytes) {
+            Ok(meta) => meta,
+            // Something a job left where the file or one of its directories goes: looked
+            // for only when the write fails, which saves a stat on every file.
+            Err(_) => {
+                self.clear_way(&entry.path)?;
+                write_file(&abs, entry.mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?
+            }
+        };
+        Ok(Written {
+            mode: entry.mode,
+            id: entry.id,
+            stat: stat_of(&meta),
+        })
+    }
+
+    /// Saves what changed: appended to the state, or the state written whole from `whole`.
+    fn save_changes(
+        &self,
+        changed: &[(&str, Written)],
+        gone: &[&str],
+        whole: Option<&[(&str, Kept)]>,
+    ) -> Result<(), Error> {
+        let saved = match whole {
+            Some(files) => statefile::replace(&self.state, format_state(files).as_bytes()),
+            None if changed.is_empty() && gone.is_empty() => Ok(()),
+            None => statefile::append(&self.state, format_changes(changed, gone).as_bytes()),
+        };
+        saved.map_err(|e| Error::Write(self.state.clone(), e))
     }
 
     /// Makes room for file `path`: removes a directory where it goes, and anything but a
@@ -354,6 +618,18 @@ impl Watch {
     }
 }
 
+/// The tracker a watching thread started, if it could.
+fn started(joined: std::thread::Result<std::io::Result<Tracker>>) -> Option<Tracker> {
+    match joined {
+        Ok(Ok(tracker)) => Some(tracker),
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "cannot watch the snapshot");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 const TOUCHED_HEADER: &str = "weir-touched 1";
 
 /// The touched record; `None` if it is not one.
@@ -399,34 +675,124 @@ enum Kept<'a> {
     Written(Written),
 }
 
+/// A state file's text: the part written whole, whose lines are sorted by path, and the lines
+/// appended since.
+struct StateText<'a> {
+    sorted: &'a str,
+    /// Lines in `sorted`.
+    lines: usize,
+    appended: &'a str,
+}
+
+/// The parts of a state file; `None` for a foreign or damaged one.
+fn split_state(text: &str) -> Option<StateText<'_>> {
+    let (header, rest) = text.split_once('\n')?;
+    let mut fields = header.strip_prefix(HEADER)?.split_whitespace();
+    let (len, lines) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    let sorted = rest.get(..len)?;
+    (sorted.is_empty() || sorted.ends_with('\n')).then_some(StateText {
+        sorted,
+        lines,
+        appended: &rest[len..],
+    })
+}
+
+impl<'a> StateText<'a> {
+    /// What the appended lines say of each path they name (the last one wins): a file, or
+    /// `None` for one removed; and how many lines there are.
+    fn journal(&self) -> (HashMap<&'a str, Option<Known<'a>>>, usize) {
+        let mut said = HashMap::new();
+        let mut lines = 0;
+        for line in self.appended.lines() {
+            lines += 1;
+            if let Some(path) = line.strip_prefix("- ") {
+                said.insert(path, None);
+            } else if let Some((path, known)) = known(line) {
+                said.insert(path, Some(known));
+            }
+        }
+        (said, lines)
+    }
+
+    /// The line of `path` in the sorted part, by binary search; `None` if there is none (or a
+    /// damaged line is in the way).
+    fn sorted_line(&self, path: &str) -> Option<Known<'a>> {
+        let text = self.sorted;
+        let (mut lo, mut hi) = (0, text.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let start = text[lo..mid].rfind('\n').map_or(lo, |i| lo + i + 1);
+            let end = start + text[start..].find('\n')?;
+            let (at, known) = known(&text[start..end])?;
+            match at.cmp(path) {
+                std::cmp::Ordering::Equal => return Some(known),
+                std::cmp::Ordering::Less => lo = end + 1,
+                std::cmp::Ordering::Greater => hi = start,
+            }
+        }
+        None
+    }
+}
+
 /// The state file's entries by path, and how many lines described them; a damaged file or line
 /// is as if weir had written nothing there (the file is then written again). Later lines win;
 /// `- path` says a file is no longer there.
 fn parse_state(text: &str) -> (StateMap<'_>, usize) {
-    let mut lines = text.lines();
-    if lines.next() != Some(HEADER) {
+    let Some(state) = split_state(text) else {
         return (StateMap::default(), 0);
-    }
+    };
     let mut old = StateMap::with_capacity_and_hasher(text.len() / 100, Default::default());
     let mut count = 0;
-    for line in lines {
+    for line in state.sorted.lines().chain(state.appended.lines()) {
         count += 1;
         if let Some(path) = line.strip_prefix("- ") {
             old.remove(path);
-            continue;
-        }
-        let known = (|| {
-            let mut parts = line.splitn(10, ' ');
-            let mode = FileMode::from_octal(parts.next()?)?;
-            let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
-            let path = parts.nth(7)?;
-            Some((path, Known { mode, id, line }))
-        })();
-        if let Some((path, known)) = known {
+        } else if let Some((path, known)) = known(line) {
             old.insert(path, known);
         }
     }
     (old, count)
+}
+
+/// A state line's path, mode and blob id, the stat data left unread.
+fn known(line: &str) -> Option<(&str, Known<'_>)> {
+    let mut parts = line.splitn(10, ' ');
+    let mode = FileMode::from_octal(parts.next()?)?;
+    let id = gix::ObjectId::from_hex(parts.next()?.as_bytes()).ok()?;
+    let path = parts.nth(7)?;
+    Some((path, Known { mode, id, line }))
+}
+
+/// What the base record says: the tree, and the paths where the files differ from it.
+struct Base<'a> {
+    tree: gix::ObjectId,
+    changed: Vec<&'a str>,
+}
+
+fn parse_base(text: &str) -> Option<Base<'_>> {
+    let mut lines = text.lines();
+    if lines.next() != Some(BASE_HEADER) {
+        return None;
+    }
+    let tree = gix::ObjectId::from_hex(lines.next()?.as_bytes()).ok()?;
+    // Written whole and renamed into place, so a complete file ends with a newline.
+    text.ends_with('\n').then(|| Base {
+        tree,
+        changed: lines.collect(),
+    })
+}
+
+/// The base record of `delta`; `None` if a path cannot be a line of it.
+fn format_base(delta: &Delta<'_>) -> Option<String> {
+    let mut text = format!("{BASE_HEADER}\n{}\n", delta.tree);
+    for path in delta.changed {
+        if path.contains('\n') {
+            return None;
+        }
+        text.push_str(path);
+        text.push('\n');
+    }
+    Some(text)
 }
 
 fn parse_line(line: &str) -> Option<(&str, Written)> {
@@ -456,20 +822,30 @@ fn parse_line(line: &str) -> Option<(&str, Written)> {
     Some((path, Written { mode, id, stat }))
 }
 
+/// The state file for `files`, written whole: its lines sorted by path.
 fn format_state(files: &[(&str, Kept)]) -> String {
-    let mut text = String::with_capacity(files.len() * 128);
-    text.push_str(HEADER);
-    text.push('\n');
+    let mut sorted;
+    let files = if files.is_sorted_by_key(|(path, _)| *path) {
+        files
+    } else {
+        sorted = files.to_vec();
+        sorted.sort_by_key(|(path, _)| *path);
+        sorted.as_slice()
+    };
+    let mut body = String::with_capacity(files.len() * 128);
+    let mut lines = 0;
     for (path, kept) in files {
+        let before = body.len();
         match kept {
             Kept::Line(line) => {
-                text.push_str(line);
-                text.push('\n');
+                body.push_str(line);
+                body.push('\n');
             }
-            Kept::Written(written) => push_lines(&mut text, &[(path, *written)]),
+            Kept::Written(written) => push_lines(&mut body, &[(path, *written)]),
         }
+        lines += usize::from(body.len() > before);
     }
-    text
+    format!("{HEADER} {} {lines}\n{body}", body.len())
 }
 
 /// Lines to append: the files written, and `- path` for those no longer there.
@@ -583,6 +959,165 @@ mod tests {
         assert_eq!(
             parse_state(&again).0.get("b").and_then(Known::stat),
             Some(b2.stat)
+        );
+    }
+
+    /// A tree of `files` (path, content) in `repo`, and its entries.
+    fn tree(repo: &Repo, files: &[(&str, &str)]) -> (gix::ObjectId, Vec<Entry>) {
+        let mut entries: Vec<Entry> = files
+            .iter()
+            .map(|(path, content)| Entry {
+                path: (*path).to_owned(),
+                mode: FileMode::Regular,
+                id: repo.write_blob(content.as_bytes()).unwrap(),
+            })
+            .collect();
+        entries.sort();
+        let items: Vec<git::TreeEntry> = entries
+            .iter()
+            .map(|e| git::TreeEntry::Object {
+                path: e.path.clone(),
+                mode: 0o100644,
+                id: e.id,
+            })
+            .collect();
+        let name = format!("refs/test/{}", digest(&entries));
+        let commit = repo.create_commit_ref(&name, &items, "t\n", None).unwrap();
+        (repo.commit_tree(commit).unwrap(), entries)
+    }
+
+    /// The files under `dir`, by path.
+    fn files_in(dir: &Path) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    found.push((rel, fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    fn sync(
+        snapshot: &Snapshot,
+        repo: &Repo,
+        entries: &[Entry],
+        tree: gix::ObjectId,
+        changed: &[&str],
+    ) {
+        let changed: Vec<String> = changed.iter().map(|p| (*p).to_owned()).collect();
+        let delta = Delta {
+            tree,
+            changed: &changed,
+        };
+        let watch = snapshot
+            .sync_watched(repo, entries, None, Some(delta), snapshot.watch_early())
+            .unwrap();
+        // What a run that touched nothing records.
+        drop(watch);
+        snapshot.record(Some(&Touched::default()));
+    }
+
+    #[test]
+    fn a_sync_told_what_changed_leaves_exactly_the_entries() {
+        let (_dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        let want = |files: &[(&str, &str)]| {
+            let mut files: Vec<(String, String)> = files
+                .iter()
+                .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+                .collect();
+            files.sort();
+            files
+        };
+
+        // HEAD's tree, with `b/c` staged: the first sync compares everything.
+        let base = [("a", "1"), ("b/c", "2"), ("d/e/f", "3")];
+        let (t0, _) = tree(&repo, &base);
+        let one = [("a", "1"), ("b/c", "2 staged"), ("d/e/f", "3")];
+        let (_, e1) = tree(&repo, &one);
+        sync(&snapshot, &repo, &e1, t0, &["b/c"]);
+        assert_eq!(files_in(&snapshot.dir), want(&one));
+
+        // The same HEAD, other changes: `b/c` goes back, `d/e/f` changes, `g` is new.
+        let two = [("a", "1"), ("b/c", "2"), ("d/e/f", "3 staged"), ("g", "4")];
+        let (t2, e2) = tree(&repo, &two);
+        sync(&snapshot, &repo, &e2, t0, &["d/e/f", "g"]);
+        assert_eq!(files_in(&snapshot.dir), want(&two));
+
+        // Committed: HEAD is now that tree, and `a` is staged for removal.
+        let three = [("b/c", "2"), ("d/e/f", "3 staged"), ("g", "4")];
+        let (_, e3) = tree(&repo, &three);
+        sync(&snapshot, &repo, &e3, t2, &["a"]);
+        assert_eq!(files_in(&snapshot.dir), want(&three));
+
+        // A job changed `g` and removed `d/e`: what it touched is compared too.
+        fs::write(snapshot.dir.join("g"), "job").unwrap();
+        fs::remove_dir_all(snapshot.dir.join("d/e")).unwrap();
+        let touched = Touched {
+            files: ["g".to_owned()].into(),
+            dirs: ["d/e".to_owned()].into(),
+        };
+        snapshot.record(Some(&touched));
+        sync(&snapshot, &repo, &e3, t2, &["a"]);
+        assert_eq!(files_in(&snapshot.dir), want(&three));
+
+        // HEAD moved somewhere else entirely, and the state was written whole meanwhile.
+        let four = [("b/c", "5"), ("x/y", "6")];
+        let (t4, e4) = tree(&repo, &four);
+        sync(&snapshot, &repo, &e4, t4, &[]);
+        assert_eq!(files_in(&snapshot.dir), want(&four));
+        let text = fs::read_to_string(&snapshot.state).unwrap();
+        let state = split_state(&text).unwrap();
+        for entry in &e4 {
+            let (journal, _) = state.journal();
+            let known = match journal.get(entry.path.as_str()) {
+                Some(known) => *known,
+                None => state.sorted_line(&entry.path),
+            };
+            assert_eq!(known.map(|k| k.id), Some(entry.id), "{}", entry.path);
+        }
+    }
+
+    #[test]
+    fn a_watch_started_before_the_sync_covers_the_directories_it_made() {
+        let (_dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        assert!(snapshot.watch_early().is_none(), "nothing recorded yet");
+        let (t0, e0) = tree(&repo, &[("a/x", "1")]);
+        sync(&snapshot, &repo, &e0, t0, &[]);
+
+        let (_, e1) = tree(&repo, &[("a/x", "1"), ("new/deep/y", "2")]);
+        let changed = vec!["new/deep/y".to_owned()];
+        let delta = Delta {
+            tree: t0,
+            changed: &changed,
+        };
+        let early = snapshot
+            .watch_early()
+            .expect("the directories were recorded");
+        let watch = snapshot
+            .sync_watched(&repo, &e1, None, Some(delta), Some(early))
+            .unwrap();
+        // What a job does now is seen, in the old directory and the new ones alike; what the
+        // sync wrote is not.
+        fs::write(snapshot.dir.join("new/deep/y"), "job").unwrap();
+        fs::write(snapshot.dir.join("a/x"), "job").unwrap();
+        let touched = watch.tracker.expect("watching").finish().expect("known");
+        assert_eq!(
+            touched.files,
+            ["a/x".to_owned(), "new/deep/y".to_owned()].into()
         );
     }
 }

@@ -11,7 +11,7 @@
 //! a hard link whose path lies outside the snapshot: a job that links snapshot files elsewhere
 //! and rewrites them in place there leaves them changed unseen.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use inotify::{EventMask, Inotify, WatchMask};
@@ -47,6 +47,27 @@ impl Touched {
     }
 }
 
+/// The directories holding `paths` (files relative to the snapshot), the snapshot's own (`""`)
+/// included. Going up from each file stops at the first directory already known: its own are
+/// known too. (A set of every prefix of every path took 2 ms for 5,000 files.)
+pub(super) fn directories<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut known: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
+    known.insert("");
+    for path in paths {
+        let mut end = path.len();
+        while let Some(slash) = path[..end].rfind('/') {
+            if !known.insert(&path[..slash]) {
+                break;
+            }
+            end = slash;
+        }
+    }
+    let mut dirs: Vec<&str> = known.into_iter().collect();
+    // Parents before children, near ones together: the order the watches are added in.
+    dirs.sort_unstable();
+    dirs
+}
+
 impl Tracker {
     /// Watches every directory of `dir` that holds one of `paths` (files relative to it), from
     /// a thread of its own (see [`Tracker::start_here`]).
@@ -69,7 +90,53 @@ impl Tracker {
         dir: &Path,
         paths: impl IntoIterator<Item = &'a str>,
     ) -> std::io::Result<Tracker> {
+        Tracker::watch_dirs_here(dir, directories(paths))
+    }
+
+    /// Watches `dirs` (relative to `dir`, `""` for itself), from the calling thread, as
+    /// [`Tracker::start_here`] does.
+    pub fn watch_dirs_here<'a>(
+        dir: &Path,
+        dirs: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<Tracker> {
         let inotify = Inotify::init()?;
+        let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
+            && std::env::set_current_dir(dir).is_ok();
+        let mut tracker = Tracker {
+            inotify,
+            dirs: HashMap::new(),
+            unwatched: BTreeSet::new(),
+        };
+        for rel in dirs {
+            let path = match (relative, rel) {
+                (true, "") => Path::new(".").to_path_buf(),
+                (true, rel) => Path::new(rel).to_path_buf(),
+                (false, rel) => dir.join(rel),
+            };
+            tracker.add(&path, rel)?;
+        }
+        Ok(tracker)
+    }
+
+    /// Also watches `dirs` (relative to `dir`), from any thread.
+    pub fn watch_more<'a>(
+        &mut self,
+        dir: &Path,
+        dirs: impl IntoIterator<Item = &'a str>,
+    ) -> std::io::Result<()> {
+        for rel in dirs {
+            self.add(&dir.join(rel), rel)?;
+        }
+        Ok(())
+    }
+
+    /// The directories watched, relative to the snapshot.
+    pub fn dirs(&self) -> impl Iterator<Item = &str> {
+        self.dirs.values().map(String::as_str)
+    }
+
+    /// Watches directory `rel` at `path`; one that is not there counts as touched.
+    fn add(&mut self, path: &Path, rel: &str) -> std::io::Result<()> {
         let mask = WatchMask::MODIFY
             | WatchMask::CLOSE_WRITE
             | WatchMask::ATTRIB
@@ -80,38 +147,25 @@ impl Tracker {
             | WatchMask::MOVE_SELF
             | WatchMask::ONLYDIR
             | WatchMask::DONT_FOLLOW;
-        let mut wanted = BTreeSet::from([""]);
-        for path in paths {
-            for (end, _) in path.match_indices('/') {
-                wanted.insert(&path[..end]);
+        match self.inotify.watches().add(path, mask) {
+            Ok(wd) => {
+                self.dirs
+                    .insert(wd.get_watch_descriptor_id(), rel.to_owned());
+                // Missing when the watch started, written by the sync since.
+                self.unwatched.remove(rel);
+                Ok(())
             }
-        }
-        let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
-            && std::env::set_current_dir(dir).is_ok();
-        let mut watches = inotify.watches();
-        let mut dirs = HashMap::with_capacity(wanted.len());
-        let mut unwatched = BTreeSet::new();
-        for rel in wanted {
-            let path = match (relative, rel) {
-                (true, "") => Path::new(".").to_path_buf(),
-                (true, rel) => Path::new(rel).to_path_buf(),
-                (false, rel) => dir.join(rel),
-            };
-            match watches.add(&path, mask) {
-                Ok(wd) => {
-                    dirs.insert(wd.get_watch_descriptor_id(), rel.to_owned());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
-                    unwatched.insert(rel.to_owned());
-                }
-                Err(e) => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => {
+                self.unwatched.insert(rel.to_owned());
+                Ok(())
             }
+            Err(e) => Err(e),
         }
-        Ok(Tracker {
-            inotify,
-            dirs,
-            unwatched,
-        })
+    }
+
+    /// Stops watching without waiting for the kernel (see [`release`]).
+    pub fn discard(self) {
+        release(self.inotify);
     }
 
     /// Forgets the changes made so far (weir's own sync, which ran while the watches were
@@ -209,6 +263,12 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn every_directory_above_a_file_is_watched_once() {
+        let paths = ["a/b/c/x", "a/b/y", "a/z", "d/e/f", "top", "a/b/c/w"];
+        assert_eq!(directories(paths), ["", "a", "a/b", "a/b/c", "d", "d/e"],);
+    }
 
     #[test]
     fn names_what_was_written_moved_or_removed_and_nothing_else() {
