@@ -15,7 +15,7 @@ use crate::graph::{self, Graph, Selection};
 use crate::report::{Output, RunOutcome};
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Delta, EarlyWatch, Snapshot, Watch, Worktree};
+use crate::workspace::{Delta, Snapshot, Watch, Worktree};
 
 use super::Context;
 use super::run::{Execution, execute_with, exit_code};
@@ -84,16 +84,10 @@ fn root_in(snapshot: &Path, repo: &Repo, pipeline_root: &Path) -> PathBuf {
 }
 
 /// Syncs snapshot `name` to `entries`, with what a run needs to record what its jobs touch.
-fn sync(
-    repo: &Repo,
-    name: &str,
-    entries: &[Entry],
-    worktree: Option<Worktree<'_>>,
-    delta: Option<Delta<'_>>,
-    early: Option<EarlyWatch>,
-) -> Result<(Snapshot, Watch), Error> {
+fn sync(repo: &Repo, name: &str, entries: &[Entry]) -> Result<(Snapshot, Watch), Error> {
     let snapshot = Snapshot::new(repo, name);
-    let watch = snapshot.sync_watched(repo, entries, worktree, delta, early)?;
+    let prepared = snapshot.prepare(entries)?;
+    let watch = snapshot.sync_watched(repo, entries, None, None, prepared, None)?;
     Ok((snapshot, watch))
 }
 
@@ -121,8 +115,6 @@ fn pre_commit() -> Result<u8, Error> {
     };
     let repo = &context.repo;
     let clock = std::time::Instant::now();
-    // Jobs will most likely run: their snapshot's watch starts while the index is read.
-    let early = Snapshot::new(repo, "pre-commit").watch_early();
     let index_file = env_vars::git_index_file();
     let crate::git::Staged {
         entries: mut staged,
@@ -131,6 +123,14 @@ fn pre_commit() -> Result<u8, Error> {
         written,
     } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
+    // Unless the snapshot already holds this content (its jobs are then most likely cache
+    // hits), its watch starts while the rest is worked out.
+    let snapshot = Snapshot::new(repo, "pre-commit");
+    let prepared = snapshot.prepare(&staged)?;
+    let early = match prepared.untouched() {
+        true => None,
+        false => snapshot.watch_early(),
+    };
     // What the commit changes: to select jobs by `files`, and to tell the sync which files can
     // differ from what the snapshot held.
     let head_tree = repo.head_tree()?;
@@ -185,7 +185,7 @@ fn pre_commit() -> Result<u8, Error> {
         }
         None => None,
     };
-    let (snapshot, watch) = sync(repo, "pre-commit", &staged, worktree, delta, early)?;
+    let watch = snapshot.sync_watched(repo, &staged, worktree, delta, prepared, early)?;
     // The staged entries are needed again only to apply fixes.
     let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
     let entries = if fixers {
@@ -380,7 +380,7 @@ fn run_on_commit(
 ) -> Result<RunOutcome, Error> {
     let repo = &context.repo;
     let entries = repo.commit_files(commit)?;
-    let (snapshot, watch) = sync(repo, event.as_str(), &entries, None, None, None)?;
+    let (snapshot, watch) = sync(repo, event.as_str(), &entries)?;
     let root = root_in(&snapshot.dir, repo, &pipeline.root);
     let done = execute_with(
         context,

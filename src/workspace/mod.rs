@@ -56,6 +56,20 @@ pub struct Snapshot {
     dirs: PathBuf,
 }
 
+/// What a sync starts from (see [`Snapshot::prepare`]).
+pub struct Prepared {
+    touched: Option<Touched>,
+    digest: String,
+    untouched: bool,
+}
+
+impl Prepared {
+    /// Whether the directory already holds the entries, untouched since weir synced them.
+    pub fn untouched(&self) -> bool {
+        self.untouched
+    }
+}
+
 /// A watch of a snapshot started before its sync, on a thread of its own.
 pub struct EarlyWatch(std::thread::JoinHandle<std::io::Result<Tracker>>);
 
@@ -127,8 +141,12 @@ impl Snapshot {
     /// stay). A file is rewritten only if it is new, changed in the tree, or changed on disk
     /// since weir wrote it (by its stat data, as git's index tells).
     pub fn sync(&self, repo: &Repo, entries: &[Entry]) -> Result<Synced, Error> {
-        let (touched, digest) = self.begin(entries)?;
-        if self.untouched(touched.as_ref(), &digest) {
+        let Prepared {
+            touched,
+            digest,
+            untouched,
+        } = self.prepare(entries)?;
+        if untouched {
             return Ok(Synced {
                 kept: entries.len(),
                 ..Synced::default()
@@ -139,27 +157,33 @@ impl Snapshot {
 
     /// [`Snapshot::sync`], and what a run there needs to record what its jobs touch. Unless the
     /// directory already held `entries` untouched (then the jobs are most likely all cache hits,
-    /// and the engine starts a watch only if one runs), the watch starts while the files are
-    /// written.
+    /// and the engine starts a watch only if one runs) or a watch started `early`, the watch
+    /// starts while the files are written.
     /// With `worktree`, a file still as `git add` staged it is copied from the working tree
     /// rather than inflated from the object database.
     /// With `delta`, only files where it says the entries differ from its tree, where the
     /// last sync's did, and those jobs touched are compared.
-    /// With `early`, the watch started before the sync (see [`Snapshot::watch_early`]).
+    /// `prepared` is what [`Snapshot::prepare`] found; `early`, the watch started since (see
+    /// [`Snapshot::watch_early`]).
     pub fn sync_watched(
         &self,
         repo: &Repo,
         entries: &[Entry],
         worktree: Option<Worktree<'_>>,
         delta: Option<Delta<'_>>,
+        prepared: Prepared,
         early: Option<EarlyWatch>,
     ) -> Result<Watch, Error> {
-        let (touched, digest) = self.begin(entries)?;
+        let Prepared {
+            touched,
+            digest,
+            untouched,
+        } = prepared;
         let recorded = early.is_some();
         let tracker = match early {
-            // Nothing to write: the watch is there in case a job runs.
-            Some(early) if self.untouched(touched.as_ref(), &digest) => early.join(),
-            None if self.untouched(touched.as_ref(), &digest) => return Ok(self.watch(None)),
+            // Nothing to write: an early watch is kept in case a job runs.
+            Some(early) if untouched => early.join(),
+            None if untouched => return Ok(self.watch(None)),
             Some(early) => {
                 let updated =
                     self.update(repo, entries, worktree, touched, &digest, delta.as_ref());
@@ -195,9 +219,22 @@ impl Snapshot {
         Ok(self.watch(tracker))
     }
 
+    /// What a sync of `entries` starts from: what jobs touched since the last one, and whether
+    /// the directory already holds them.
+    pub fn prepare(&self, entries: &[Entry]) -> Result<Prepared, Error> {
+        let (touched, digest) = self.begin(entries)?;
+        let untouched = self.untouched(touched.as_ref(), &digest);
+        Ok(Prepared {
+            touched,
+            digest,
+            untouched,
+        })
+    }
+
     /// Starts watching the directories the last sync left, on a thread of its own, while the
-    /// caller works out what to sync: adding the watches (900 here) takes as long as reading
-    /// the index and the sync together. `None` before a sync has recorded them.
+    /// caller works out what to sync: adding the watches (900 here) takes longer than the rest
+    /// of the sync. `None` before a sync has recorded them. Not worth it when the directory is
+    /// already [`Prepared::untouched`]: the jobs are then most likely all cache hits.
     pub fn watch_early(&self) -> Option<EarlyWatch> {
         let text = fs::read_to_string(&self.dirs).ok()?;
         let mut lines = text.lines();
@@ -1022,7 +1059,14 @@ mod tests {
             changed: &changed,
         };
         let watch = snapshot
-            .sync_watched(repo, entries, None, Some(delta), snapshot.watch_early())
+            .sync_watched(
+                repo,
+                entries,
+                None,
+                Some(delta),
+                snapshot.prepare(entries).unwrap(),
+                snapshot.watch_early(),
+            )
             .unwrap();
         // What a run that touched nothing records.
         drop(watch);
@@ -1104,11 +1148,13 @@ mod tests {
             tree: t0,
             changed: &changed,
         };
+        let prepared = snapshot.prepare(&e1).unwrap();
+        assert!(!prepared.untouched());
         let early = snapshot
             .watch_early()
             .expect("the directories were recorded");
         let watch = snapshot
-            .sync_watched(&repo, &e1, None, Some(delta), Some(early))
+            .sync_watched(&repo, &e1, None, Some(delta), prepared, Some(early))
             .unwrap();
         // What a job does now is seen, in the old directory and the new ones alike; what the
         // sync wrote is not.
