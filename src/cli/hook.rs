@@ -124,7 +124,8 @@ fn pre_commit() -> Result<u8, Error> {
     } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     // Unless the snapshot already holds this content (its jobs are then most likely cache
-    // hits), its watch starts while the rest is worked out.
+    // hits, and the engine starts a watch only if one runs), its watch starts while the rest
+    // is worked out.
     let snapshot = Snapshot::new(repo, "pre-commit");
     let prepared = snapshot.prepare(&staged)?;
     let early = match prepared.untouched() {

@@ -13,7 +13,7 @@ mod secrets;
 pub use capture::CappedLog;
 pub use keys::{Before, Finished, JobSecrets, Keys, NoCache, Recovery, Rollback, Stored};
 pub use mask::Patterns;
-pub use orphans::{adopt_orphans, end_orphans};
+pub use orphans::{adopt_orphans, end_orphans, helper};
 pub use process::{GRACE, Stop, find_shell};
 pub use scheduler::{JobResult, Options, PlannedJob, RunResult, run};
 pub use secrets::{Secret, resolve as resolve_secret};

@@ -2,11 +2,14 @@
 //! as a child subreaper, weir inherits them when their parent exits, and ends them when the run
 //! is over, so that no process outlives `weir`.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, waitpid};
 use nix::unistd::Pid;
+
+use crate::sync::lock;
 
 /// Makes orphaned descendants of this process its children instead of init's.
 pub fn adopt_orphans() {
@@ -14,13 +17,27 @@ pub fn adopt_orphans() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
-/// Ends every remaining child of this process: TERM, up to `grace`, KILL; and reaps them. Called
-/// when every job is over, so any child left is an orphan weir adopted.
+/// Children weir started for itself, which end on their own and may outlive the jobs (the
+/// holders of snapshot watches).
+static HELPERS: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+
+/// Marks child `pid` as weir's own helper: [`end_orphans`] leaves it alone.
+pub fn helper(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        lock(&HELPERS).push(Pid::from_raw(pid));
+    }
+}
+
+/// Ends every remaining child of this process but weir's own helpers: TERM, up to `grace`,
+/// KILL; and reaps them. Called when every job is over, so any other child left is an orphan
+/// weir adopted.
 pub fn end_orphans(grace: Duration) {
     let start = Instant::now();
     let mut signal = Signal::SIGTERM;
+    let spared = lock(&HELPERS).clone();
     loop {
-        let children = children();
+        let mut children = children();
+        children.retain(|(pid, _)| !spared.contains(pid));
         if children.is_empty() {
             return;
         }

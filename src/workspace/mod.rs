@@ -8,6 +8,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
@@ -71,15 +73,20 @@ impl Prepared {
 }
 
 /// A watch of a snapshot started before its sync, on a thread of its own.
-pub struct EarlyWatch(std::thread::JoinHandle<std::io::Result<Tracker>>);
+pub struct EarlyWatch {
+    thread: std::thread::JoinHandle<std::io::Result<Tracker>>,
+    cancel: Arc<AtomicBool>,
+}
 
 impl EarlyWatch {
     fn join(self) -> Option<Tracker> {
-        started(self.0.join())
+        started(self.thread.join())
     }
 
-    /// Stops the watch: the snapshot is not synced after all.
+    /// Stops the watch, without waiting for the rest of its watches to be added: the snapshot
+    /// is not synced after all, or is already as it should be.
     pub fn discard(self) {
+        self.cancel.store(true, Ordering::Relaxed);
         if let Some(tracker) = self.join() {
             tracker.discard();
         }
@@ -232,9 +239,10 @@ impl Snapshot {
     }
 
     /// Starts watching the directories the last sync left, on a thread of its own, while the
-    /// caller works out what to sync: adding the watches (900 here) takes longer than the rest
-    /// of the sync. `None` before a sync has recorded them. Not worth it when the directory is
-    /// already [`Prepared::untouched`]: the jobs are then most likely all cache hits.
+    /// caller works out what to sync: adding the watches (900 here) takes longer than reading
+    /// the index and the sync together. `None` before a sync has recorded them. When the
+    /// directory turns out to be [`Prepared::untouched`] (the jobs are then most likely all
+    /// cache hits), [`EarlyWatch::discard`] it.
     pub fn watch_early(&self) -> Option<EarlyWatch> {
         let text = fs::read_to_string(&self.dirs).ok()?;
         let mut lines = text.lines();
@@ -243,10 +251,13 @@ impl Snapshot {
         }
         let dirs: Vec<String> = lines.map(str::to_owned).collect();
         let dir = self.dir.clone();
-        let watching = std::thread::spawn(move || {
-            Tracker::watch_dirs_here(&dir, dirs.iter().map(String::as_str))
+        let cancel = Arc::new(AtomicBool::new(false));
+        let cancelled = Arc::clone(&cancel);
+        let thread = std::thread::spawn(move || {
+            let dirs = dirs.iter().map(String::as_str);
+            Tracker::watch_dirs_here(&dir, dirs, Some(&cancelled))
         });
-        Some(EarlyWatch(watching))
+        Some(EarlyWatch { thread, cancel })
     }
 
     /// Records the directories the snapshot holds, for the next early watch.

@@ -13,12 +13,16 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use inotify::{EventMask, Inotify, WatchMask};
 
 /// Watches started before the first job runs in a snapshot.
 pub struct Tracker {
     inotify: Inotify,
+    /// A child holding a copy of the instance, so that closing weir's own does not wait (see
+    /// [`holder`]); started with the instance, on the thread that adds the watches.
+    holder: Option<Holder>,
     /// Each watch's directory, relative to the snapshot (`""` for its top).
     dirs: HashMap<i32, String>,
     /// Directories that could not be watched (a sync running alongside had not made them
@@ -90,24 +94,30 @@ impl Tracker {
         dir: &Path,
         paths: impl IntoIterator<Item = &'a str>,
     ) -> std::io::Result<Tracker> {
-        Tracker::watch_dirs_here(dir, directories(paths))
+        Tracker::watch_dirs_here(dir, directories(paths), None)
     }
 
     /// Watches `dirs` (relative to `dir`, `""` for itself), from the calling thread, as
-    /// [`Tracker::start_here`] does.
+    /// [`Tracker::start_here`] does; stops adding watches once `cancel` is set.
     pub fn watch_dirs_here<'a>(
         dir: &Path,
         dirs: impl IntoIterator<Item = &'a str>,
+        cancel: Option<&AtomicBool>,
     ) -> std::io::Result<Tracker> {
         let inotify = Inotify::init()?;
+        let holder = holder(&inotify);
         let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
             && std::env::set_current_dir(dir).is_ok();
         let mut tracker = Tracker {
             inotify,
+            holder,
             dirs: HashMap::new(),
             unwatched: BTreeSet::new(),
         };
         for rel in dirs {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break;
+            }
             let path = match (relative, rel) {
                 (true, "") => Path::new(".").to_path_buf(),
                 (true, rel) => Path::new(rel).to_path_buf(),
@@ -165,7 +175,7 @@ impl Tracker {
 
     /// Stops watching without waiting for the kernel (see [`release`]).
     pub fn discard(self) {
-        release(self.inotify);
+        release(self.inotify, self.holder);
     }
 
     /// Forgets the changes made so far (weir's own sync, which ran while the watches were
@@ -186,7 +196,7 @@ impl Tracker {
     /// that cannot be told. Call it once every process that ran in the snapshot has ended.
     pub fn finish(mut self) -> Option<Touched> {
         let touched = self.read();
-        release(self.inotify);
+        release(self.inotify, self.holder);
         touched
     }
 
@@ -234,27 +244,53 @@ impl Tracker {
     }
 }
 
-/// Closes the inotify instance. Closing the last copy of one waits for the kernel to free its
-/// watches, which takes up to a scheduler grace period (often 15 ms here, as long as the rest of
-/// a hook): a short-lived child holding a copy closes it after weir has closed its own, and
-/// pays that wait instead, while nobody waits for it.
-fn release(inotify: Inotify) {
+/// A short-lived child that holds a copy of `inotify` until its stdin closes. Closing the last
+/// copy of an instance waits for the kernel to free its watches, which takes up to a scheduler
+/// grace period (often 15 ms here, as long as the rest of a hook): the child closes its copy
+/// after weir has closed its own, and pays that wait while nobody waits for it.
+///
+/// Made while no other process is being started: the instance is inheritable only for that
+/// moment.
+fn holder(inotify: &Inotify) -> Option<Holder> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     use std::process::{Command, Stdio};
-    // The child inherits the instance only without close-on-exec; it stays open until weir
-    // closes the child's stdin, after closing its own copy.
-    if fcntl(&inotify, FcntlArg::F_SETFD(FdFlag::empty())).is_err() {
-        return;
-    }
+    fcntl(inotify, FcntlArg::F_SETFD(FdFlag::empty())).ok()?;
     let holder = Command::new("/bin/sh")
         .args(["-c", "read _"])
+        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
+    let closed = fcntl(inotify, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    match (holder, closed) {
+        (Ok(mut holder), Ok(_)) => {
+            // It ends when weir closes its stdin; the run's end must not end it first.
+            crate::exec::helper(holder.id());
+            Some(Holder {
+                stdin: holder.stdin.take()?,
+            })
+        }
+        (Ok(mut holder), Err(_)) => {
+            // Jobs would inherit the instance: give up the holder.
+            let _ = holder.kill();
+            let _ = holder.wait();
+            None
+        }
+        (Err(_), _) => None,
+    }
+}
+
+/// A child holding a copy of an inotify instance until its stdin closes.
+struct Holder {
+    stdin: std::process::ChildStdin,
+}
+
+/// Closes the inotify instance, then lets its holder (if any) close the last copy.
+fn release(inotify: Inotify, holder: Option<Holder>) {
     drop(inotify);
-    if let Ok(mut holder) = holder {
-        drop(holder.stdin.take());
+    if let Some(holder) = holder {
+        drop(holder.stdin);
     }
 }
 
