@@ -257,7 +257,6 @@ fn holder(inotify: &Inotify) -> Option<Holder> {
     fcntl(inotify, FcntlArg::F_SETFD(FdFlag::empty())).ok()?;
     let holder = Command::new("/bin/sh")
         .args(["-c", "read _"])
-        .current_dir("/")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
