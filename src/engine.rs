@@ -90,6 +90,8 @@ pub enum Error {
 
 pub struct Engine {
     repo: Mutex<Repo>,
+    /// Handles made from `repo` and no longer in use (see [`Engine::repo`]).
+    idle: Mutex<Vec<Repo>>,
     root: PathBuf,
     index: IndexSnapshot,
     jobs: Vec<JobSpec>,
@@ -112,6 +114,31 @@ pub struct Engine {
     keys: Mutex<BTreeMap<String, String>>,
     /// In a snapshot: what the jobs touch there.
     touch: Option<Touch>,
+}
+
+/// A repository handle borrowed from an engine's pool, returned when dropped.
+struct Pooled<'a> {
+    repo: Option<Repo>,
+    idle: &'a Mutex<Vec<Repo>>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Repo;
+
+    fn deref(&self) -> &Repo {
+        // Only `drop` takes it.
+        self.repo
+            .as_ref()
+            .expect("a pooled handle holds its repository until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        if let Some(repo) = self.repo.take() {
+            lock(self.idle).push(repo);
+        }
+    }
 }
 
 /// What a run's jobs touch in a snapshot, watched from when the first of them starts (a run of
@@ -304,6 +331,7 @@ impl Engine {
         });
         Ok(Engine {
             repo: Mutex::new(repo),
+            idle: Mutex::new(Vec::new()),
             root,
             index,
             pending: Mutex::new((0..jobs.len()).map(|_| None).collect()),
@@ -329,8 +357,16 @@ impl Engine {
         self.stats.get_or_init(|| StatCache::load(&self.repo()))
     }
 
-    fn repo(&self) -> Repo {
-        lock(&self.repo).clone()
+    /// A handle on the repository for this thread's use. Handles are kept for reuse: a new
+    /// one (its object caches and zlib state) cost a 50-job run 150 clones.
+    fn repo(&self) -> Pooled<'_> {
+        let repo = lock(&self.idle)
+            .pop()
+            .unwrap_or_else(|| lock(&self.repo).clone());
+        Pooled {
+            repo: Some(repo),
+            idle: &self.idle,
+        }
     }
 
     /// The manifest of job `job` given its needs' keys, as of now.
