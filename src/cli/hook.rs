@@ -170,11 +170,8 @@ fn pre_commit() -> Result<u8, Error> {
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
     // Staged files still as `git add` saw them are copied from the working tree, which is
     // cheaper than inflating their objects, unless git converts files as it stores them.
-    let worktree = (!repo.may_filter(&staged)).then(|| Worktree {
-        root: repo.workdir(),
-        stats: &stats,
-        written,
-    });
+    let worktree = (!repo.converts_everywhere())
+        .then(|| Worktree::new(repo.workdir(), &staged, &stats, written));
     let all_changed: Vec<String>;
     let delta = match head_tree {
         Some(tree) => {

@@ -107,10 +107,11 @@ impl Repo {
         })
     }
 
-    /// Whether git may store a working-tree file's content differently from the file itself
-    /// (line-ending conversion, clean filters such as git-lfs): then only the object database
-    /// says what is staged. `staged` are the staged files, whose `.gitattributes` count.
-    pub fn may_filter(&self, staged: &[Entry]) -> bool {
+    /// Whether git may store any working-tree file's content differently from the file itself
+    /// (line-ending conversion, clean filters such as git-lfs) by a setting that applies to
+    /// every file: then only the object database says what is staged. (A `.gitattributes` in
+    /// the tree applies to its own directory; see `workspace::Worktree`.)
+    pub fn converts_everywhere(&self) -> bool {
         let config = self.gix().config_snapshot();
         let set = |key: &str| {
             config
@@ -124,9 +125,6 @@ impl Repo {
             || config.string("core.attributesFile").is_some()
             || user_attributes
             || self.git_dir().join("info/attributes").exists()
-            || staged
-                .iter()
-                .any(|e| e.path == ".gitattributes" || e.path.ends_with("/.gitattributes"))
     }
 
     /// The staged paths that differ from `tree` (HEAD's), and the paths in `tree` that are not

@@ -556,10 +556,7 @@ impl Snapshot {
         let abs = self.dir.join(&entry.path);
         let clean = worktree
             .filter(|_| entry.mode != FileMode::Symlink)
-            .and_then(|w| {
-                let stat = w.stats.get(at)?;
-                git::clean_content(&w.root.join(&entry.path), stat, w.written)
-            });
+            .and_then(|w| w.clean_content(&entry.path, at));
         let bytes = match clean {
             Some(bytes) => bytes,
             None => repo.read_blob(entry.id)?,
@@ -643,11 +640,70 @@ impl Snapshot {
 
 /// The working tree a snapshot of the staged index can copy clean files from: `stats` are the
 /// index's stat data for each entry (in the same order), `written` when the index was written.
-/// Only for a repository where git stores files as they are (see `Repo::may_filter`).
+/// Only for a repository where no setting makes git convert every file as it stores it (see
+/// `Repo::converts_everywhere`); a file under a directory with a `.gitattributes` (staged, or
+/// in the working tree, which is what `git add` reads) is never copied.
 pub struct Worktree<'a> {
-    pub root: &'a Path,
-    pub stats: &'a [gix::index::entry::Stat],
-    pub written: (i64, u32),
+    root: &'a Path,
+    stats: &'a [gix::index::entry::Stat],
+    written: (i64, u32),
+    /// Directories whose `.gitattributes` is staged (`""` for the top).
+    staged_attributes: HashSet<&'a str>,
+    /// Directories known to hold a `.gitattributes` in the working tree, or not.
+    attributes_on_disk: std::cell::RefCell<HashMap<String, bool>>,
+}
+
+impl<'a> Worktree<'a> {
+    pub fn new(
+        root: &'a Path,
+        entries: &'a [Entry],
+        stats: &'a [gix::index::entry::Stat],
+        written: (i64, u32),
+    ) -> Worktree<'a> {
+        let staged_attributes = entries
+            .iter()
+            .filter_map(|e| match e.path.rsplit_once('/') {
+                Some((dir, ".gitattributes")) => Some(dir),
+                None if e.path == ".gitattributes" => Some(""),
+                _ => None,
+            })
+            .collect();
+        Worktree {
+            root,
+            stats,
+            written,
+            staged_attributes,
+            attributes_on_disk: std::cell::RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The content of the `at`th staged file, `path`, read from the working tree if git stored
+    /// it as it is there: still as `git add` saw it, and no attributes file on its way.
+    fn clean_content(&self, path: &str, at: usize) -> Option<Vec<u8>> {
+        let stat = self.stats.get(at)?;
+        let mut dir = path;
+        loop {
+            dir = dir.rsplit_once('/').map_or("", |(parent, _)| parent);
+            if self.staged_attributes.contains(dir) || self.attributes_on_disk(dir) {
+                return None;
+            }
+            if dir.is_empty() {
+                break;
+            }
+        }
+        git::clean_content(&self.root.join(path), stat, self.written)
+    }
+
+    fn attributes_on_disk(&self, dir: &str) -> bool {
+        if let Some(&known) = self.attributes_on_disk.borrow().get(dir) {
+            return known;
+        }
+        let there = fs::symlink_metadata(self.root.join(dir).join(".gitattributes")).is_ok();
+        self.attributes_on_disk
+            .borrow_mut()
+            .insert(dir.to_owned(), there);
+        there
+    }
 }
 
 /// What a run in a snapshot needs to record what its jobs touch there.

@@ -310,6 +310,43 @@ run = "if grep -q \"$(printf '\\r')\" a.txt; then echo CRLF; exit 1; else echo L
     assert_eq!(repo.git(&["cat-file", "blob", "HEAD:a.txt"]), "one\ntwo\n");
 }
 
+#[test]
+fn an_attributes_file_that_is_not_staged_still_converts_its_directory() {
+    // `git add` reads the working tree's `.gitattributes`, staged or not: `sub/a.txt` is stored
+    // with LF, `b.txt` (no attributes on its way) as it is, with CRLF.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.lf]
+on = ["pre-commit"]
+cache = false
+run = """
+cr=$(printf '\\r')
+if grep -q "$cr" sub/a.txt; then echo 'sub/a.txt: CRLF'; exit 1; fi
+if ! grep -q "$cr" b.txt; then echo 'b.txt: LF'; exit 1; fi
+echo as stored
+"""
+"#,
+    );
+    repo.write("sub/a.txt", "one\n");
+    repo.write("b.txt", "one\n");
+    repo.commit_all("init");
+    install(&repo);
+    repo.write("sub/.gitattributes", "*.txt eol=crlf\n");
+    repo.write("sub/a.txt", "one\r\ntwo\r\n");
+    repo.write("b.txt", "one\r\ntwo\r\n");
+    repo.git(&["add", "sub/a.txt", "b.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "two lines"]);
+    assert!(ok && err.contains("lf | as stored"), "{err}");
+    assert_eq!(
+        repo.git(&["cat-file", "blob", "HEAD:sub/a.txt"]),
+        "one\ntwo\n"
+    );
+    assert_eq!(
+        repo.git(&["cat-file", "blob", "HEAD:b.txt"]),
+        "one\r\ntwo\r\n"
+    );
+}
+
 /// Live processes (not zombies) whose working directory is `dir`.
 fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
