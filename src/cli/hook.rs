@@ -172,17 +172,11 @@ fn pre_commit() -> Result<u8, Error> {
     // cheaper than inflating their objects, unless git converts files as it stores them.
     let worktree = (!repo.converts_everywhere())
         .then(|| Worktree::new(repo.workdir(), &staged, &stats, written));
-    let all_changed: Vec<String>;
-    let delta = match head_tree {
-        Some(tree) => {
-            all_changed = [changes.changed, changes.deleted].concat();
-            Some(Delta {
-                tree,
-                changed: &all_changed,
-            })
-        }
-        None => None,
-    };
+    let all_changed = [changes.changed, changes.deleted].concat();
+    let delta = head_tree.map(|tree| Delta {
+        tree,
+        changed: &all_changed,
+    });
     let watch = snapshot.sync_watched(repo, &staged, worktree, delta, prepared, early)?;
     // The staged entries are needed again only to apply fixes.
     let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
