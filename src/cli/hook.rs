@@ -134,8 +134,15 @@ fn pre_commit() -> Result<u8, Error> {
     };
     // What the commit changes: to select jobs by `files`, and to tell the sync which files can
     // differ from what the snapshot held.
+    // A snapshot that already holds this content recorded them, against HEAD's tree.
     let head_tree = repo.head_tree()?;
-    let changes = repo.staged_changes(&staged, trees.as_ref(), head_tree)?;
+    let recorded = head_tree
+        .filter(|_| prepared.untouched())
+        .and_then(|tree| snapshot.recorded_changes(tree));
+    let changes = match recorded {
+        Some(changes) => changes,
+        None => repo.staged_changes(&staged, trees.as_ref(), head_tree)?,
+    };
     let changed = under_root(repo, &pipeline, &changes.changed);
     tracing::debug!(elapsed = ?clock.elapsed(), "found the staged changes");
 
@@ -172,10 +179,9 @@ fn pre_commit() -> Result<u8, Error> {
     // cheaper than inflating their objects, unless git converts files as it stores them.
     let worktree = (!repo.converts_everywhere())
         .then(|| Worktree::new(repo.workdir(), &staged, &stats, written));
-    let all_changed = [changes.changed, changes.deleted].concat();
     let delta = head_tree.map(|tree| Delta {
         tree,
-        changed: &all_changed,
+        changes: &changes,
     });
     let watch = snapshot.sync_watched(repo, &staged, worktree, delta, prepared, early)?;
     // The staged entries are needed again only to apply fixes.

@@ -23,7 +23,7 @@ const HEADER: &str = "weir-snapshot 4";
 /// The directories record's first line.
 const DIRS_HEADER: &str = "weir-dirs 1";
 /// The base record's first line.
-const BASE_HEADER: &str = "weir-base 1";
+const BASE_HEADER: &str = "weir-base 2";
 /// Directories a comparison of HEAD's tree with the base's may read before the sync compares
 /// every file instead.
 const TREE_BUDGET: usize = 64;
@@ -93,11 +93,11 @@ impl EarlyWatch {
     }
 }
 
-/// What a sync's entries are made of: `tree` (HEAD's), changed at `changed` (files changed,
-/// added or removed). Files elsewhere are as in the tree.
+/// What a sync's entries are made of: `tree` (HEAD's), with `changes` (files changed, added or
+/// removed). Files elsewhere are as in the tree.
 pub struct Delta<'a> {
     pub tree: gix::ObjectId,
-    pub changed: &'a [String],
+    pub changes: &'a git::Changes,
 }
 
 /// What a sync did.
@@ -238,6 +238,19 @@ impl Snapshot {
         })
     }
 
+    /// How the entries the directory holds differ from `tree`, as the last sync recorded: for a
+    /// directory [`Prepared::untouched`] with HEAD's tree unchanged, the staged changes, without
+    /// walking the trees again.
+    pub fn recorded_changes(&self, tree: gix::ObjectId) -> Option<git::Changes> {
+        let text = fs::read_to_string(&self.base).ok()?;
+        let base = parse_base(&text).filter(|b| b.tree == tree)?;
+        let owned = |paths: Vec<&str>| paths.into_iter().map(str::to_owned).collect();
+        Some(git::Changes {
+            changed: owned(base.changed),
+            deleted: owned(base.deleted),
+        })
+    }
+
     /// Starts watching the directories the last sync left, on a thread of its own, while the
     /// caller works out what to sync: adding the watches (900 here) takes longer than reading
     /// the index and the sync together. `None` before a sync has recorded them. When the
@@ -372,8 +385,14 @@ impl Snapshot {
                 None => return Ok(None),
             }
         }
-        paths.extend(base.changed.iter().map(|p| (*p).to_owned()));
-        paths.extend(delta.changed.iter().cloned());
+        paths.extend(
+            base.changed
+                .iter()
+                .chain(&base.deleted)
+                .map(|p| (*p).to_owned()),
+        );
+        paths.extend(delta.changes.changed.iter().cloned());
+        paths.extend(delta.changes.deleted.iter().cloned());
         paths.extend(touched.files.iter().cloned());
         for dir in &touched.dirs {
             let prefix = format!("{dir}/");
@@ -867,10 +886,12 @@ fn known(line: &str) -> Option<(&str, Known<'_>)> {
     Some((path, Known { mode, id, line }))
 }
 
-/// What the base record says: the tree, and the paths where the files differ from it.
+/// What the base record says: the tree, and the paths where the files differ from it (changed
+/// or added, and removed).
 struct Base<'a> {
     tree: gix::ObjectId,
     changed: Vec<&'a str>,
+    deleted: Vec<&'a str>,
 }
 
 fn parse_base(text: &str) -> Option<Base<'_>> {
@@ -879,20 +900,34 @@ fn parse_base(text: &str) -> Option<Base<'_>> {
         return None;
     }
     let tree = gix::ObjectId::from_hex(lines.next()?.as_bytes()).ok()?;
-    // Written whole and renamed into place, so a complete file ends with a newline.
-    text.ends_with('\n').then(|| Base {
+    let mut base = Base {
         tree,
-        changed: lines.collect(),
-    })
+        changed: Vec::new(),
+        deleted: Vec::new(),
+    };
+    for line in lines {
+        match line.split_at_checked(2)? {
+            ("c ", path) => base.changed.push(path),
+            ("d ", path) => base.deleted.push(path),
+            _ => return None,
+        }
+    }
+    // Written whole and renamed into place, so a complete file ends with a newline.
+    text.ends_with('\n').then_some(base)
 }
 
 /// The base record of `delta`; `None` if a path cannot be a line of it.
 fn format_base(delta: &Delta<'_>) -> Option<String> {
     let mut text = format!("{BASE_HEADER}\n{}\n", delta.tree);
-    for path in delta.changed {
+    let changes = &delta.changes;
+    let lines =
+        (changes.changed.iter().map(|p| ("c", p))).chain(changes.deleted.iter().map(|p| ("d", p)));
+    for (kind, path) in lines {
         if path.contains('\n') {
             return None;
         }
+        text.push_str(kind);
+        text.push(' ');
         text.push_str(path);
         text.push('\n');
     }
@@ -1090,6 +1125,11 @@ mod tests {
         (repo.commit_tree(commit).unwrap(), entries)
     }
 
+    /// A tree id no sync was told of.
+    fn t4_never() -> gix::ObjectId {
+        gix::ObjectId::from_bytes_or_panic(&[7; 20])
+    }
+
     /// The files under `dir`, by path.
     fn files_in(dir: &Path) -> Vec<(String, String)> {
         let mut found = Vec::new();
@@ -1120,10 +1160,15 @@ mod tests {
         tree: gix::ObjectId,
         changed: &[&str],
     ) {
-        let changed: Vec<String> = changed.iter().map(|p| (*p).to_owned()).collect();
+        // What is not in the entries was removed.
+        let (deleted, changed): (Vec<String>, Vec<String>) = changed
+            .iter()
+            .map(|p| (*p).to_owned())
+            .partition(|p| entries.binary_search_by(|e| e.path.cmp(p)).is_err());
+        let changes = git::Changes { changed, deleted };
         let delta = Delta {
             tree,
-            changed: &changed,
+            changes: &changes,
         };
         let watch = snapshot
             .sync_watched(
@@ -1160,6 +1205,14 @@ mod tests {
         let (_, e1) = tree(&repo, &one);
         sync(&snapshot, &repo, &e1, t0, &["b/c"]);
         assert_eq!(files_in(&snapshot.dir), want(&one));
+
+        // What the sync recorded is what it was told, against that tree only.
+        let recorded = snapshot.recorded_changes(t0).expect("recorded");
+        assert_eq!(
+            (recorded.changed, recorded.deleted),
+            (vec!["b/c".to_owned()], vec![])
+        );
+        assert!(snapshot.recorded_changes(t4_never()).is_none());
 
         // The same HEAD, other changes: `b/c` goes back, `d/e/f` changes, `g` is new.
         let two = [("a", "1"), ("b/c", "2"), ("d/e/f", "3 staged"), ("g", "4")];
@@ -1210,10 +1263,13 @@ mod tests {
         sync(&snapshot, &repo, &e0, t0, &[]);
 
         let (_, e1) = tree(&repo, &[("a/x", "1"), ("new/deep/y", "2")]);
-        let changed = vec!["new/deep/y".to_owned()];
+        let changes = git::Changes {
+            changed: vec!["new/deep/y".to_owned()],
+            deleted: Vec::new(),
+        };
         let delta = Delta {
             tree: t0,
-            changed: &changed,
+            changes: &changes,
         };
         let prepared = snapshot.prepare(&e1).unwrap();
         assert!(!prepared.untouched());
