@@ -364,6 +364,30 @@ fn processes_in(dir: &std::path::Path) -> Vec<(i32, String)> {
 }
 
 #[test]
+fn jobs_do_not_inherit_the_snapshot_watch() {
+    // The watch's instance is handed to a helper process; a job must not get a copy, which
+    // would keep it (and its hundreds of watches) alive for as long as the job lives.
+    let repo = TestRepo::with_pipeline(
+        r#"
+[jobs.fds]
+on = ["pre-commit"]
+cache = false
+run = "for fd in /proc/self/fd/*; do readlink \"$fd\"; done | grep -c inotify || true"
+"#,
+    );
+    repo.write("a.txt", "a\n");
+    repo.commit_all("init");
+    install(&repo);
+    // The second commit's watch starts early, from what the first one's sync recorded.
+    for round in ["one", "two", "three"] {
+        repo.write("a.txt", &format!("{round}\n"));
+        repo.git(&["add", "a.txt"]);
+        let (ok, err) = commit(&repo, &["-m", round]);
+        assert!(ok && err.contains("fds | 0"), "{round}: {err}");
+    }
+}
+
+#[test]
 fn a_hook_leaves_no_process_behind() {
     // A job runs in the snapshot, so weir watches it and hands the watch to a short-lived
     // child to close: that child must be gone soon after the commit.
