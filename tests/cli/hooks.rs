@@ -380,7 +380,7 @@ run = "for fd in /proc/self/fd/*; do readlink \"$fd\"; done | grep -c inotify ||
     install(&repo);
     // The second commit's watch starts early, from what the first one's sync recorded.
     for round in ["one", "two", "three"] {
-        repo.write("a.txt", &format!("{round}\n"));
+        repo.write("a.txt", format!("{round}\n"));
         repo.git(&["add", "a.txt"]);
         let (ok, err) = commit(&repo, &["-m", round]);
         assert!(ok && err.contains("fds | 0"), "{round}: {err}");
