@@ -3,6 +3,7 @@
 //! is reported at once, each pointing at the exact key or value at fault.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs;
 use std::io;
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
@@ -153,6 +154,7 @@ pub fn parse(
     let doc = DeTable::parse(text).map_err(|e| invalid(vec![syntax_error(text, &e)]))?;
     let mut checker = Checker {
         root,
+        seen: Seen::new(),
         diagnostics: Vec::new(),
         secret_names: declared_secrets(doc.get_ref()),
         secrets: BTreeMap::new(),
@@ -222,6 +224,8 @@ struct Checked {
 
 struct Checker<'a> {
     root: &'a Path,
+    /// Paths under the root already looked at (see `resolve_dir`).
+    seen: Seen,
     diagnostics: Vec<Diagnostic>,
     /// Every name in `[secrets]`, valid or not, for checking jobs' `secrets`.
     secret_names: Vec<String>,
@@ -921,7 +925,7 @@ impl Checker<'_> {
         let Some(raw) = self.string(what, value) else {
             return PathBuf::new();
         };
-        match resolve_dir(self.root, raw) {
+        match resolve_dir(self.root, raw, &mut self.seen) {
             Ok(dir) => dir,
             Err(problem) => {
                 self.push(
@@ -1155,7 +1159,10 @@ impl Checker<'_> {
 }
 
 /// `raw` normalised to a path under `root` naming an existing directory, or what is wrong with it.
-fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
+/// What is at each path `resolve_dir` looked at: nothing, or its type (not following symlinks).
+type Seen = HashMap<PathBuf, Option<fs::FileType>>;
+
+fn resolve_dir(root: &Path, raw: &str, seen: &mut Seen) -> Result<PathBuf, String> {
     let mut dir = PathBuf::new();
     for component in Path::new(raw).components() {
         match component {
@@ -1171,6 +1178,30 @@ fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
             }
         }
     }
+    // One lstat per component, remembered across jobs (which share their parents): there or
+    // not, a directory or not, and whether a symlink is on the way.
+    let mut on_the_way = root.to_path_buf();
+    let mut through_symlink = false;
+    for part in dir.components() {
+        on_the_way.push(part);
+        let kind = *seen.entry(on_the_way.clone()).or_insert_with(|| {
+            fs::symlink_metadata(&on_the_way)
+                .ok()
+                .map(|m| m.file_type())
+        });
+        match kind {
+            None => return Err(format!("`{raw}` does not exist")),
+            Some(kind) if kind.is_symlink() => through_symlink = true,
+            Some(kind) if !kind.is_dir() => return Err(format!("`{raw}` is not a directory")),
+            Some(_) => {}
+        }
+    }
+    if !through_symlink {
+        return Ok(dir);
+    }
+    // A symlink inside the tree could still lead out of it, or to something else than a
+    // directory; lexical checks cannot see that. Resolving paths costs a readlink per
+    // component of the root too: only when a symlink is on the way.
     let full = root.join(&dir);
     if !full.is_dir() {
         let state = if full.exists() {
@@ -1180,16 +1211,7 @@ fn resolve_dir(root: &Path, raw: &str) -> Result<PathBuf, String> {
         };
         return Err(format!("`{raw}` {state}"));
     }
-    // A symlink inside the tree could still lead out of it; lexical checks cannot see that.
-    // Resolving paths costs a readlink per component of the root too: only when a symlink is
-    // on the way.
-    let mut on_the_way = root.to_path_buf();
-    let through_symlink = dir.components().any(|part| {
-        on_the_way.push(part);
-        on_the_way.symlink_metadata().is_ok_and(|m| m.is_symlink())
-    });
-    if through_symlink
-        && let (Ok(root), Ok(real)) = (root.canonicalize(), full.canonicalize())
+    if let (Ok(root), Ok(real)) = (root.canonicalize(), full.canonicalize())
         && !real.starts_with(&root)
     {
         return Err(format!(
@@ -1230,9 +1252,10 @@ fn glob_problem(glob: &str) -> Option<(String, &'static str)> {
             "files inside `.git` are never inputs or outputs",
         ));
     }
-    if let Err(e) = globset::GlobBuilder::new(glob)
-        .literal_separator(true)
-        .build()
+    if !crate::key::is_plain(glob)
+        && let Err(e) = globset::GlobBuilder::new(glob)
+            .literal_separator(true)
+            .build()
     {
         return Some((
             e.kind().to_string(),
@@ -1917,6 +1940,18 @@ run = "./deploy.sh staging"
                 "error: `dir` in job `a` `out` leads outside the pipeline root through a symlink\n",
                 ".pipeline.toml:3:7\n",
             ],
+        );
+        // A symlink within the root: to a directory it is fine, to a file it is not one.
+        std::fs::create_dir(root.path().join("real")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("real"), root.path().join("alias")).unwrap();
+        std::fs::write(root.path().join("f"), "").unwrap();
+        std::os::unix::fs::symlink(root.path().join("f"), root.path().join("flink")).unwrap();
+        let p = parse_in(root.path(), "[jobs.a]\nrun = \"x\"\ndir = \"alias\"\n").unwrap();
+        assert_eq!(p.jobs[0].dir, Path::new("alias"));
+        let out = errors_in(root.path(), "[jobs.a]\nrun = \"x\"\ndir = \"flink\"\n");
+        assert_has(
+            &out,
+            &["error: `dir` in job `a` `flink` is not a directory\n"],
         );
     }
 

@@ -28,13 +28,11 @@ impl Globs {
         let mut walk: Vec<String> = Vec::new();
         let mut explicit = Vec::new();
         for pattern in patterns {
-            // Parsed even when matched as a string, so a bad pattern is still refused.
-            let glob = GlobBuilder::new(pattern).literal_separator(true).build()?;
             match simple(pattern) {
                 Some(Simple::Under(dir)) => under.push(dir),
                 Some(Simple::Path) => paths.push(pattern.clone()),
                 None => {
-                    builder.add(glob);
+                    builder.add(GlobBuilder::new(pattern).literal_separator(true).build()?);
                     complex = true;
                 }
             }
@@ -115,7 +113,13 @@ enum Simple {
 }
 
 /// Whether `pattern` is a plain path, or a plain directory followed by `/**` (or just `**`):
-/// no character globset reads as special, so matching it as a string is what globset would do.
+/// no character globset reads as special, so matching it as a string is what globset would do
+/// (and it cannot be a malformed glob).
+pub(crate) fn is_plain(pattern: &str) -> bool {
+    simple(pattern).is_some()
+}
+
+/// How `pattern` matches if it is plain (see [`is_plain`]).
 fn simple(pattern: &str) -> Option<Simple> {
     let plain = |s: &str| !s.contains(['*', '?', '[', ']', '{', '}', '\\']);
     if pattern == "**" {

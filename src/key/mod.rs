@@ -8,4 +8,5 @@ mod manifest;
 
 pub use explain::diff;
 pub use globs::Globs;
+pub(crate) use globs::is_plain;
 pub use manifest::{Input, Manifest, ParseError};
