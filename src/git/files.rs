@@ -40,6 +40,17 @@ impl FileMode {
         }
     }
 
+    /// The mode of a tree or index entry that is a file; `None` for anything else (a directory,
+    /// a submodule).
+    pub(super) fn from_git(mode: u32) -> Option<FileMode> {
+        match mode {
+            0o100644 => Some(FileMode::Regular),
+            0o100755 => Some(FileMode::Executable),
+            0o120000 => Some(FileMode::Symlink),
+            _ => None,
+        }
+    }
+
     pub(super) fn of(meta: &fs::Metadata) -> Option<FileMode> {
         use std::os::unix::fs::PermissionsExt;
         let kind = meta.file_type();

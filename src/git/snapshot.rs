@@ -38,16 +38,6 @@ pub struct Changes {
     pub deleted: Vec<String>,
 }
 
-/// The mode of a tree entry that is a file; `None` for anything else.
-fn file_mode(mode: u16) -> Option<FileMode> {
-    match mode {
-        0o100755 => Some(FileMode::Executable),
-        0o120000 => Some(FileMode::Symlink),
-        0o100644 => Some(FileMode::Regular),
-        _ => None,
-    }
-}
-
 /// A file in the index or a tree.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
@@ -173,7 +163,8 @@ impl Repo {
                         stack.push((entry.oid.to_owned(), child, path));
                     }
                 } else {
-                    known.insert(path, (file_mode(entry.mode.value()), entry.oid.to_owned()));
+                    let mode = FileMode::from_git(u32::from(entry.mode.value()));
+                    known.insert(path, (mode, entry.oid.to_owned()));
                 }
             }
         }
@@ -234,7 +225,7 @@ impl Repo {
                     } else {
                         format!("{dir}/{name}")
                     };
-                    side.insert(path, (entry.mode.value() as u32, entry.oid.to_owned()));
+                    side.insert(path, (u32::from(entry.mode.value()), entry.oid.to_owned()));
                 }
             }
             let [left, right] = sides;
@@ -278,11 +269,8 @@ impl Repo {
     pub fn files_under(&self, commit: ObjectId, dir: &str) -> Result<Vec<Entry>, Error> {
         let mut entries = Vec::new();
         for item in self.tree_items(commit, dir)? {
-            let mode = match item.mode {
-                0o100644 => FileMode::Regular,
-                0o100755 => FileMode::Executable,
-                0o120000 => FileMode::Symlink,
-                _ => continue,
+            let Some(mode) = FileMode::from_git(item.mode) else {
+                continue;
             };
             entries.push(Entry {
                 path: item.path,
