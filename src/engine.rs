@@ -634,6 +634,12 @@ impl Engine {
                 Cache::new(&repo).restore(&spec.name, &key, commit, &self.root, self.stats());
             match restored {
                 Ok(restored) => {
+                    tracing::debug!(
+                        job = %spec.name,
+                        written = restored.written,
+                        linked = restored.linked,
+                        "restored"
+                    );
                     return Ok(Before::Hit {
                         key,
                         restored: restored.written,
@@ -728,8 +734,9 @@ impl Keys for Engine {
                 outputs: &files,
                 replace: self.options.no_cache,
             })
-            .map(|_| Stored::Done)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.keep_outputs(&repo, &files);
+        Ok(Stored::Done)
     }
 
     fn recover(&self, job: usize) -> Result<Option<Recovery>, String> {
@@ -767,6 +774,22 @@ fn files_holding(
 }
 
 impl Engine {
+    /// Keeps the regular files among a job's stored outputs as materialized blobs, for a later
+    /// restore to link rather than write.
+    fn keep_outputs(&self, repo: &Repo, files: &[crate::git::FileId]) {
+        let materialized = repo.materialized();
+        for file in files {
+            let abs = self.root.join(&file.path);
+            if let Ok(meta) = std::fs::symlink_metadata(&abs)
+                && let Some(meta) = materialized.keep(&abs, &meta, file.id, file.mode)
+            {
+                // The link changed the file's ctime.
+                self.stats()
+                    .wrote(&self.root, &file.path, file.mode, file.id, &meta);
+            }
+        }
+    }
+
     /// The files `spec` declares as outputs that exist now.
     fn outputs(&self, repo: &Repo, spec: &JobSpec) -> Result<Vec<crate::git::FileId>, String> {
         let outputs = &spec.outputs;

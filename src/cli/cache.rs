@@ -15,7 +15,8 @@ pub enum Command {
     },
     /// Check every entry: its objects are present and its paths are safe to restore
     Verify,
-    /// Remove entries by count per job and by age (objects go at the next `git gc`)
+    /// Remove entries by count per job and by age (objects go at the next `git gc`), and the
+    /// kept copies of outputs that no remaining entry holds
     Gc {
         /// Keep the newest N entries of each job
         #[arg(long, value_name = "N")]
@@ -112,12 +113,22 @@ pub fn run(command: Command) -> Result<u8, Error> {
                     format_age(*age)
                 ));
             }
-            if !dry_run && !doomed.is_empty() {
+            if dry_run {
+                return Ok(exit::SUCCESS);
+            }
+            if !doomed.is_empty() {
                 let entries: Vec<Entry> = doomed.into_iter().map(|(e, _)| e).collect();
                 cache.remove(&entries)?;
                 Output.err(&format!(
                     "removed {} entries; `git gc` reclaims their space",
                     entries.len()
+                ));
+            }
+            let (files, bytes) = cache.prune_materialized()?;
+            if files > 0 {
+                Output.err(&format!(
+                    "removed {files} kept output copies ({}) that no entry holds and no file links",
+                    format_size(bytes)
                 ));
             }
             Ok(exit::SUCCESS)

@@ -528,11 +528,16 @@ pub(super) fn hash_file(abs: &Path, mode: FileMode, len: u64) -> Result<ObjectId
         return blob_id(&link_target(abs)?);
     }
     let mut file = fs::File::open(abs).map_err(|e| Error::Io(abs.to_path_buf(), e))?;
+    hash_stream(&mut file, len)
+}
+
+/// The blob id of the `len` bytes `stream` gives.
+pub(super) fn hash_stream(stream: &mut impl io::Read, len: u64) -> Result<ObjectId, Error> {
     static NEVER: AtomicBool = AtomicBool::new(false);
     Ok(gix::objs::compute_stream_hash(
         gix::hash::Kind::Sha1,
         gix::objs::Kind::Blob,
-        &mut file,
+        stream,
         len,
         &mut gix::progress::Discard,
         &NEVER,

@@ -3,12 +3,14 @@
 
 mod files;
 mod loose;
+mod materialized;
 mod remote;
 mod repo;
 mod snapshot;
 mod statcache;
 
 pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched, clean_content};
+pub use materialized::Materialized;
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::{Changes, Entry, Staged};
 pub(crate) use statcache::FileStat;

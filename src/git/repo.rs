@@ -165,6 +165,11 @@ impl Repo {
         self.repo.common_dir().join("weir")
     }
 
+    /// The output files kept for restores to link: `.git/weir/blobs/`.
+    pub fn materialized(&self) -> super::Materialized {
+        super::Materialized::new(self.weir_dir().join("blobs"))
+    }
+
     /// The root of the working tree.
     pub fn workdir(&self) -> &Path {
         &self.workdir

@@ -2,7 +2,7 @@
 //! `result` and `outputs/…` (the job's output files at their paths, with exec bits and
 //! symlinks). Restoring checks every stored path before writing any.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
@@ -27,6 +27,8 @@ pub enum Error {
     },
     #[error("cannot restore {}", .0.display())]
     Write(PathBuf, #[source] std::io::Error),
+    #[error("cannot prune the kept copies of outputs in .git/weir/blobs")]
+    Prune(#[source] std::io::Error),
     #[error(transparent)]
     Git(#[from] git::Error),
 }
@@ -71,7 +73,10 @@ pub struct NewEntry<'a> {
 /// How a restore went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
+    /// Files written or linked.
     pub written: usize,
+    /// Of those, the ones linked to a kept copy.
+    pub linked: usize,
     pub unchanged: usize,
 }
 
@@ -176,13 +181,16 @@ impl<'a> Cache<'a> {
                 return Err(refuse("it is stored twice".into()));
             }
             let current = stats.file_id(root, &item.path)?;
-            if current.is_some_and(|c| c.mode == mode && c.id == item.id) {
+            if current
+                .as_ref()
+                .is_some_and(|c| c.mode == mode && c.id == item.id)
+            {
                 restored.unchanged += 1;
                 continue;
             }
             // Only what will be written needs its way there checked.
             disk.check(&item.path).map_err(refuse)?;
-            plan.push((item, mode));
+            plan.push((item, mode, current.is_none()));
         }
         // A stored file must not also be a directory of another stored file.
         for item in &items {
@@ -200,10 +208,28 @@ impl<'a> Cache<'a> {
             }
         }
 
-        for (item, mode) in plan {
+        let materialized = self.repo.materialized();
+        for (item, mode, missing) in plan {
             let abs = root.join(&item.path);
-            let bytes = self.repo.read_blob(item.id)?;
-            let meta = write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
+            // A missing file is linked to a kept copy when there is one; a file in the way is
+            // rewritten in place, so its inode is not freed.
+            let meta = match missing
+                .then(|| materialized.link(item.id, mode, &abs))
+                .flatten()
+            {
+                Some(meta) => {
+                    restored.linked += 1;
+                    meta
+                }
+                None => {
+                    let bytes = self.repo.read_blob(item.id)?;
+                    let meta =
+                        write_file(&abs, mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?;
+                    materialized
+                        .keep(&abs, &meta, item.id, mode)
+                        .unwrap_or(meta)
+                }
+            };
             stats.wrote(root, &item.path, mode, item.id, &meta);
             restored.written += 1;
         }
@@ -328,6 +354,21 @@ impl<'a> Cache<'a> {
             }
         }
         problems
+    }
+
+    /// Removes the kept copies of outputs (see [`git::Materialized`]) that no file links and no
+    /// entry holds. Returns how many files and bytes went.
+    pub fn prune_materialized(&self) -> Result<(usize, u64), Error> {
+        let mut held = HashSet::new();
+        for entry in self.entries()? {
+            for item in self.repo.tree_items(entry.commit, OUTPUTS)? {
+                held.insert(item.id);
+            }
+        }
+        self.repo
+            .materialized()
+            .prune(&|id| held.contains(&id))
+            .map_err(Error::Prune)
     }
 
     /// Deletes entries, in one transaction.
@@ -467,7 +508,8 @@ impl<'a> DiskCheck<'a> {
 
 /// Writes one file in place, as `cp` does: a regular file is rewritten, so no inode is created
 /// or freed (creating and deleting thousands of them is what makes ext4 slow here); anything else
-/// in the way is replaced. The old content is overwritten, not truncated first: truncating frees
+/// in the way is replaced, and so is a file with other links, which may be a kept copy (see
+/// [`git::Materialized`]) that must not change. The old content is overwritten, not truncated first: truncating frees
 /// the file's blocks (a discard on some disks) and waits for their writeback, which cost about a
 /// millisecond a file; the file is only cut to length afterwards, when the new content is shorter.
 /// Returns the written file's metadata (as `lstat` gives it), which saves callers a stat.
@@ -476,7 +518,7 @@ pub(crate) fn write_file(
     mode: FileMode,
     bytes: &[u8],
 ) -> std::io::Result<fs::Metadata> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
     let existing = fs::symlink_metadata(abs).ok();
     match &existing {
         None => {
@@ -486,7 +528,9 @@ pub(crate) fn write_file(
                 fs::create_dir_all(parent)?;
             }
         }
-        Some(meta) if !meta.is_file() || mode == FileMode::Symlink => fs::remove_file(abs)?,
+        Some(meta) if !meta.is_file() || mode == FileMode::Symlink || meta.nlink() > 1 => {
+            fs::remove_file(abs)?;
+        }
         Some(_) => {}
     }
     if mode == FileMode::Symlink {

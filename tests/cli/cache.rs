@@ -121,6 +121,84 @@ fn a_second_run_is_a_hit_and_restores_outputs_byte_for_byte() {
     assert_eq!(snapshot(&repo, "dist"), built);
 }
 
+/// A build whose outputs include two files with the same bytes.
+const TWINS: &str = r#"
+[jobs.build]
+inputs = ["src/**"]
+outputs = ["dist/**"]
+run = [
+    "echo run >> runs",
+    "mkdir -p dist",
+    "cp src/main.txt dist/a.txt",
+    "cp src/main.txt dist/b.txt",
+    "tr a-z A-Z < src/main.txt > dist/c.txt",
+]
+"#;
+
+fn inode(repo: &TestRepo, rel: &str) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(repo.file(rel)).unwrap();
+    (meta.ino(), meta.nlink())
+}
+
+#[test]
+fn restored_outputs_are_fresh_files_that_share_nothing_a_write_can_reach() {
+    let repo = TestRepo::with_pipeline(TWINS);
+    repo.write("src/main.txt", "hello\n");
+    repo.write(".gitignore", "dist/\nruns\n");
+    repo.commit_all("init");
+    repo.weir(&["run"]).expect_code(0);
+    // Built long ago, as far as the file system can tell.
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    for name in ["a", "b", "c"] {
+        let file = std::fs::File::open(repo.file(&format!("dist/{name}.txt"))).unwrap();
+        file.set_modified(old).unwrap();
+    }
+
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    let before = std::time::SystemTime::now() - std::time::Duration::from_secs(5);
+    repo.weir(&["run"]).expect_code(0);
+    assert_eq!(runs(&repo, "runs"), 1, "the build ran instead of restoring");
+    for name in ["a", "b"] {
+        assert_eq!(repo.read(&format!("dist/{name}.txt")), "hello\n");
+    }
+    assert_eq!(repo.read("dist/c.txt"), "HELLO\n");
+    for name in ["a", "b", "c"] {
+        let modified = std::fs::metadata(repo.file(&format!("dist/{name}.txt")))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert!(
+            modified > before,
+            "dist/{name}.txt keeps the mtime of its build, not of its restore"
+        );
+    }
+    // The two files with the same bytes are two files: a write into one leaves the other.
+    assert_ne!(inode(&repo, "dist/a.txt").0, inode(&repo, "dist/b.txt").0);
+    std::fs::write(repo.file("dist/a.txt"), "edited in place\n").unwrap();
+    assert_eq!(repo.read("dist/b.txt"), "hello\n");
+
+    // A restored output written into in place and deleted does not taint the next restore.
+    let (c, links) = inode(&repo, "dist/c.txt");
+    assert_eq!(
+        links, 2,
+        "dist/c.txt was written, not linked to a kept copy"
+    );
+    std::fs::write(repo.file("dist/c.txt"), "EDITED\n").unwrap();
+    assert_eq!(inode(&repo, "dist/c.txt").0, c, "the edit was not in place");
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    let again = repo.weir(&["run"]);
+    again.expect_code(0);
+    assert!(
+        again.stderr().contains("restored 3 output file(s)"),
+        "{}",
+        again.stderr()
+    );
+    assert_eq!(repo.read("dist/c.txt"), "HELLO\n");
+    assert_eq!(repo.read("dist/a.txt"), "hello\n");
+    assert_eq!(runs(&repo, "runs"), 1);
+}
+
 #[test]
 fn only_inputs_invalidate_and_reverting_hits_again() {
     let repo = build_repo();
@@ -493,6 +571,46 @@ fn ls_gc_and_verify() {
         "young entries were removed: {}",
         young.stdout()
     );
+}
+
+#[test]
+fn gc_removes_the_kept_copies_no_entry_holds() {
+    let repo = TestRepo::with_pipeline(TWINS);
+    repo.write("src/main.txt", "one\n");
+    repo.write(".gitignore", "dist/\nruns\n");
+    repo.commit_all("init");
+    repo.weir(&["run"]).expect_code(0);
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    repo.write("src/main.txt", "two\n");
+    repo.weir(&["run"]).expect_code(0);
+
+    // The first build's copies of `one` and `ONE` are held by its entry until it goes.
+    let kept = repo.weir(&["cache", "gc", "--keep", "2"]);
+    kept.expect_code(0);
+    assert!(
+        !kept.stderr().contains("kept output copies"),
+        "{}",
+        kept.stderr()
+    );
+    let gc = repo.weir(&["cache", "gc", "--keep", "1"]);
+    gc.expect_code(0);
+    assert!(
+        gc.stderr().contains("removed 2 kept output copies (8 B)"),
+        "{}",
+        gc.stderr()
+    );
+    // What the remaining entry holds is still restored whole.
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    let restored = repo.weir(&["run"]);
+    restored.expect_code(0);
+    assert!(
+        restored.stderr().contains("restored 3 output file(s)"),
+        "{}",
+        restored.stderr()
+    );
+    assert_eq!(repo.read("dist/a.txt"), "two\n");
+    assert_eq!(repo.read("dist/c.txt"), "TWO\n");
+    assert_eq!(runs(&repo, "runs"), 2);
 }
 
 #[test]
