@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
 use crate::store::cache::{check_path, write_file};
+use crate::sync::lock;
 
 pub use track::{Touched, Tracker};
 
@@ -448,11 +449,12 @@ impl Snapshot {
                 (Err(_), None) => {}
             }
         }
-        let mut changed = Vec::with_capacity(stale.len());
-        for at in stale {
-            let entry = &entries[at];
-            changed.push((entry.path.as_str(), self.write(repo, entry, at, worktree)?));
-        }
+        let written = self.write_many(repo, entries, &stale, worktree)?;
+        let changed: Vec<(&str, Written)> = stale
+            .iter()
+            .zip(written)
+            .map(|(&at, written)| (entries[at].path.as_str(), written))
+            .collect();
         synced.written = changed.len();
         synced.kept = entries.len() - changed.len();
         self.save_changes(&changed, &gone, None)?;
@@ -514,20 +516,23 @@ impl Snapshot {
                 }
             }
         }
-        for (at, (entry, known)) in entries
-            .iter()
-            .zip(checked.into_iter().chain(std::iter::repeat(None)))
-            .enumerate()
-        {
+        let mut checked = checked;
+        checked.resize(entries.len(), None);
+        let stale: Vec<usize> = (0..entries.len())
+            .filter(|&at| checked[at].is_none())
+            .collect();
+        let mut written = self
+            .write_many(repo, entries, &stale, worktree)?
+            .into_iter();
+        for (entry, known) in entries.iter().zip(checked) {
             if let Some(known) = known {
                 new.push((entry.path.as_str(), known));
                 synced.kept += 1;
-                continue;
+            } else if let Some(written) = written.next() {
+                new.push((entry.path.as_str(), Kept::Written(written)));
+                changed.push((entry.path.as_str(), written));
+                synced.written += 1;
             }
-            let written = self.write(repo, entry, at, worktree)?;
-            new.push((entry.path.as_str(), Kept::Written(written)));
-            changed.push((entry.path.as_str(), written));
-            synced.written += 1;
         }
         // A few changes are appended (later lines win); the file is written whole again once it
         // has grown to twice what it describes.
@@ -558,6 +563,47 @@ impl Snapshot {
             return None;
         }
         (same && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
+    }
+
+    /// Writes the entries at `stale` into the directory, on every core when there are many: a
+    /// 1,000-file commit spends most of its hook writing them. The results are in `stale`'s
+    /// order.
+    fn write_many(
+        &self,
+        repo: &Repo,
+        entries: &[Entry],
+        stale: &[usize],
+        worktree: Option<&Worktree<'_>>,
+    ) -> Result<Vec<Written>, Error> {
+        /// Below this, a thread and a repository handle cost more than they save.
+        const PARALLEL_FROM: usize = 64;
+        let write = |repo: &Repo, part: &[usize]| -> Result<Vec<Written>, Error> {
+            part.iter()
+                .map(|&at| self.write(repo, &entries[at], at, worktree))
+                .collect()
+        };
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if stale.len() < PARALLEL_FROM || threads < 2 {
+            return write(repo, stale);
+        }
+        let mut parts = stale.chunks(stale.len().div_ceil(threads));
+        let first = parts.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let others: Vec<_> = parts
+                .map(|part| {
+                    let repo = repo.clone();
+                    scope.spawn(move || write(&repo, part))
+                })
+                .collect();
+            let mut written = write(repo, first)?;
+            for other in others {
+                let part = other
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+                written.extend(part);
+            }
+            Ok(written)
+        })
     }
 
     /// Writes `entry` (the `at`th entry) into the directory.
@@ -669,7 +715,7 @@ pub struct Worktree<'a> {
     /// Directories whose `.gitattributes` is staged (`""` for the top).
     staged_attributes: HashSet<&'a str>,
     /// Directories known to hold a `.gitattributes` in the working tree, or not.
-    attributes_on_disk: std::cell::RefCell<HashMap<String, bool>>,
+    attributes_on_disk: std::sync::Mutex<HashMap<String, bool>>,
 }
 
 impl<'a> Worktree<'a> {
@@ -692,7 +738,7 @@ impl<'a> Worktree<'a> {
             stats,
             written,
             staged_attributes,
-            attributes_on_disk: std::cell::RefCell::new(HashMap::new()),
+            attributes_on_disk: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -714,13 +760,11 @@ impl<'a> Worktree<'a> {
     }
 
     fn attributes_on_disk(&self, dir: &str) -> bool {
-        if let Some(&known) = self.attributes_on_disk.borrow().get(dir) {
+        if let Some(&known) = lock(&self.attributes_on_disk).get(dir) {
             return known;
         }
         let there = fs::symlink_metadata(self.root.join(dir).join(".gitattributes")).is_ok();
-        self.attributes_on_disk
-            .borrow_mut()
-            .insert(dir.to_owned(), there);
+        lock(&self.attributes_on_disk).insert(dir.to_owned(), there);
         there
     }
 }
@@ -1252,6 +1296,61 @@ mod tests {
             };
             assert_eq!(known.map(|k| k.id), Some(entry.id), "{}", entry.path);
         }
+    }
+
+    #[test]
+    fn many_files_are_written_by_several_threads_each_where_it_belongs() {
+        let (_dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        let files = |from: usize, to: usize, version: &str| -> Vec<(String, String)> {
+            let mut files: Vec<(String, String)> = (from..to)
+                .map(|i| (format!("d{}/f{i:03}", i % 7), format!("{version} {i}")))
+                .collect();
+            files.sort();
+            files
+        };
+        fn borrowed(files: &[(String, String)]) -> Vec<(&str, &str)> {
+            files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_str()))
+                .collect()
+        }
+
+        // Every file is new: all 300 are written, by the whole-state path.
+        let one = files(0, 300, "one");
+        let (t1, e1) = tree(&repo, &borrowed(&one));
+        sync(&snapshot, &repo, &e1, t1, &[]);
+        assert_eq!(files_in(&snapshot.dir), one);
+
+        // 200 change, 50 are new, 100 go: told by the staged changes.
+        let mut two = files(100, 300, "two");
+        two.extend(files(300, 350, "new"));
+        two.sort();
+        let (_, e2) = tree(&repo, &borrowed(&two));
+        let told: Vec<String> = (0..350).map(|i| format!("d{}/f{i:03}", i % 7)).collect();
+        let told: Vec<&str> = told.iter().map(String::as_str).collect();
+        sync(&snapshot, &repo, &e2, t1, &told);
+        assert_eq!(files_in(&snapshot.dir), two);
+        // The state holds each file's own blob, whichever thread wrote it.
+        let text = fs::read_to_string(&snapshot.state).unwrap();
+        let state = split_state(&text).unwrap();
+        let (journal, _) = state.journal();
+        for entry in &e2 {
+            let known = match journal.get(entry.path.as_str()) {
+                Some(known) => *known,
+                None => state.sorted_line(&entry.path),
+            };
+            assert_eq!(known.map(|k| k.id), Some(entry.id), "{}", entry.path);
+        }
+
+        // Jobs rewrote 120 files and no record says which: every file is compared.
+        for (path, _) in two.iter().take(120) {
+            fs::write(snapshot.dir.join(path), "job").unwrap();
+        }
+        let _ = fs::remove_file(&snapshot.touched);
+        let _ = fs::remove_file(&snapshot.base);
+        sync(&snapshot, &repo, &e2, t1, &[]);
+        assert_eq!(files_in(&snapshot.dir), two);
     }
 
     #[test]
