@@ -65,8 +65,8 @@ impl Repo {
         let Some(mut index) = self.read_index(&path)? else {
             return Ok(Staged::default());
         };
-        let mut entries = Vec::new();
-        let mut stats = Vec::new();
+        let mut entries = Vec::with_capacity(index.entries().len());
+        let mut stats = Vec::with_capacity(index.entries().len());
         for entry in index.entries() {
             if entry.stage_raw() != 0 || entry.flags.contains(Flags::INTENT_TO_ADD) {
                 continue;
@@ -136,7 +136,8 @@ impl Repo {
             node.filter(|n| n.num_entries.is_some()).map(|n| n.id)
         };
         let mut known = BTreeMap::new();
-        let mut same_dirs = std::collections::HashSet::new();
+        let mut same_dirs: std::collections::HashSet<_, foldhash::fast::RandomState> =
+            std::collections::HashSet::default();
         if valid(trees) == Some(root) {
             // The whole index matches HEAD.
             return Ok(Changes::default());

@@ -24,7 +24,7 @@ pub struct Tracker {
     /// [`holder`]); started with the instance, on the thread that adds the watches.
     holder: Option<Holder>,
     /// Each watch's directory, relative to the snapshot (`""` for its top).
-    dirs: HashMap<i32, String>,
+    dirs: HashMap<i32, String, foldhash::fast::RandomState>,
     /// Directories that could not be watched (a sync running alongside had not made them
     /// yet): everything in them counts as touched.
     unwatched: BTreeSet<String>,
@@ -111,7 +111,7 @@ impl Tracker {
         let mut tracker = Tracker {
             inotify,
             holder,
-            dirs: HashMap::new(),
+            dirs: HashMap::default(),
             unwatched: BTreeSet::new(),
         };
         for rel in dirs {
