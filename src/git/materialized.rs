@@ -142,9 +142,11 @@ impl Materialized {
     }
 }
 
-/// No set-user-id, set-group-id or sticky bit: a kept copy gets no more than a written file.
+/// Ours, with no set-user-id, set-group-id or sticky bit: a kept copy gets no more than a
+/// written file would. (In a repository shared by several users, another one's copy would
+/// leave an output we cannot write.)
 fn plain_bits(meta: &fs::Metadata) -> bool {
-    meta.permissions().mode() & 0o7000 == 0
+    meta.permissions().mode() & 0o7000 == 0 && meta.uid() == nix::unistd::geteuid().as_raw()
 }
 
 #[cfg(test)]
@@ -228,6 +230,18 @@ mod tests {
         fs::remove_file(&tool).expect("rm");
         let linked = store.link(id, FileMode::Executable, &tool).expect("linked");
         assert_eq!(linked.permissions().mode() & 0o777, 0o755);
+
+        // Another user's copy is not linked (only root can make one to try).
+        if nix::unistd::geteuid().is_root() {
+            let (out, meta, id) = written(dir.path(), "theirs", b"theirs\n");
+            store
+                .keep(&out, &meta, id, FileMode::Regular)
+                .expect("kept");
+            fs::remove_file(&out).expect("rm");
+            let kept = store.path(id, FileMode::Regular).expect("a path");
+            std::os::unix::fs::lchown(&kept, Some(1), None).expect("chown");
+            assert!(store.link(id, FileMode::Regular, &out).is_none());
+        }
     }
 
     #[test]
