@@ -212,7 +212,7 @@ impl<'a> Cache<'a> {
         for (item, mode, missing) in plan {
             let abs = root.join(&item.path);
             // A missing file is linked to a kept copy when there is one; a file in the way is
-            // rewritten in place, so its inode is not freed.
+            // written over (see `write_file`).
             let meta = match missing
                 .then(|| materialized.link(item.id, mode, &abs))
                 .flatten()
@@ -509,10 +509,11 @@ impl<'a> DiskCheck<'a> {
 /// Writes one file in place, as `cp` does: a regular file is rewritten, so no inode is created
 /// or freed (creating and deleting thousands of them is what makes ext4 slow here); anything else
 /// in the way is replaced, and so is a file with other links, which may be a kept copy (see
-/// [`git::Materialized`]) that must not change. The old content is overwritten, not truncated first: truncating frees
-/// the file's blocks (a discard on some disks) and waits for their writeback, which cost about a
-/// millisecond a file; the file is only cut to length afterwards, when the new content is shorter.
-/// Returns the written file's metadata (as `lstat` gives it), which saves callers a stat.
+/// [`git::Materialized`]) that must not change. The old content is overwritten, not truncated
+/// first: truncating frees the file's blocks (a discard on some disks) and waits for their
+/// writeback, which cost about a millisecond a file; the file is only cut to length afterwards,
+/// when the new content is shorter. Returns the written file's metadata (as `lstat` gives it),
+/// which saves callers a stat.
 pub(crate) fn write_file(
     abs: &Path,
     mode: FileMode,

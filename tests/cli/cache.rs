@@ -135,6 +135,20 @@ run = [
 ]
 "#;
 
+/// Removes `dist` and runs again: all `outputs` files must come back from the cache.
+fn restore_dist(repo: &TestRepo, outputs: usize) {
+    std::fs::remove_dir_all(repo.file("dist")).unwrap();
+    let restored = repo.weir(&["run"]);
+    restored.expect_code(0);
+    assert!(
+        restored
+            .stderr()
+            .contains(&format!("restored {outputs} output file(s)")),
+        "{}",
+        restored.stderr()
+    );
+}
+
 fn inode(repo: &TestRepo, rel: &str) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::symlink_metadata(repo.file(rel)).unwrap();
@@ -186,14 +200,7 @@ fn restored_outputs_are_fresh_files_that_share_nothing_a_write_can_reach() {
     );
     std::fs::write(repo.file("dist/c.txt"), "EDITED\n").unwrap();
     assert_eq!(inode(&repo, "dist/c.txt").0, c, "the edit was not in place");
-    std::fs::remove_dir_all(repo.file("dist")).unwrap();
-    let again = repo.weir(&["run"]);
-    again.expect_code(0);
-    assert!(
-        again.stderr().contains("restored 3 output file(s)"),
-        "{}",
-        again.stderr()
-    );
+    restore_dist(&repo, 3);
     assert_eq!(repo.read("dist/c.txt"), "HELLO\n");
     assert_eq!(repo.read("dist/a.txt"), "hello\n");
     assert_eq!(runs(&repo, "runs"), 1);
@@ -600,14 +607,7 @@ fn gc_removes_the_kept_copies_no_entry_holds() {
         gc.stderr()
     );
     // What the remaining entry holds is still restored whole.
-    std::fs::remove_dir_all(repo.file("dist")).unwrap();
-    let restored = repo.weir(&["run"]);
-    restored.expect_code(0);
-    assert!(
-        restored.stderr().contains("restored 3 output file(s)"),
-        "{}",
-        restored.stderr()
-    );
+    restore_dist(&repo, 3);
     assert_eq!(repo.read("dist/a.txt"), "two\n");
     assert_eq!(repo.read("dist/c.txt"), "TWO\n");
     assert_eq!(runs(&repo, "runs"), 2);
