@@ -135,6 +135,17 @@ run = [
 ]
 "#;
 
+/// A repository with the [`TWINS`] build, committed with `src/main.txt` holding `source`, built
+/// once.
+fn twins_built(source: &str) -> TestRepo {
+    let repo = TestRepo::with_pipeline(TWINS);
+    repo.write("src/main.txt", source);
+    repo.write(".gitignore", "dist/\nruns\n");
+    repo.commit_all("init");
+    repo.weir(&["run"]).expect_code(0);
+    repo
+}
+
 /// Removes `dist` and runs again: all `outputs` files must come back from the cache.
 fn restore_dist(repo: &TestRepo, outputs: usize) {
     std::fs::remove_dir_all(repo.file("dist")).unwrap();
@@ -157,11 +168,7 @@ fn inode(repo: &TestRepo, rel: &str) -> (u64, u64) {
 
 #[test]
 fn restored_outputs_are_fresh_files_that_share_nothing_a_write_can_reach() {
-    let repo = TestRepo::with_pipeline(TWINS);
-    repo.write("src/main.txt", "hello\n");
-    repo.write(".gitignore", "dist/\nruns\n");
-    repo.commit_all("init");
-    repo.weir(&["run"]).expect_code(0);
+    let repo = twins_built("hello\n");
     // Built long ago, as far as the file system can tell.
     let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
     for name in ["a", "b", "c"] {
@@ -582,11 +589,7 @@ fn ls_gc_and_verify() {
 
 #[test]
 fn gc_removes_the_kept_copies_no_entry_holds() {
-    let repo = TestRepo::with_pipeline(TWINS);
-    repo.write("src/main.txt", "one\n");
-    repo.write(".gitignore", "dist/\nruns\n");
-    repo.commit_all("init");
-    repo.weir(&["run"]).expect_code(0);
+    let repo = twins_built("one\n");
     std::fs::remove_dir_all(repo.file("dist")).unwrap();
     repo.write("src/main.txt", "two\n");
     repo.weir(&["run"]).expect_code(0);
