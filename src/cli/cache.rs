@@ -113,21 +113,21 @@ pub fn run(command: Command) -> Result<u8, Error> {
                     format_age(*age)
                 ));
             }
-            if dry_run {
-                return Ok(exit::SUCCESS);
-            }
-            if !doomed.is_empty() {
-                let entries: Vec<Entry> = doomed.into_iter().map(|(e, _)| e).collect();
+            let entries: Vec<Entry> = doomed.into_iter().map(|(e, _)| e).collect();
+            if !dry_run && !entries.is_empty() {
                 cache.remove(&entries)?;
                 Output.err(&format!(
                     "removed {} entries; `git gc` reclaims their space",
                     entries.len()
                 ));
             }
-            let (files, bytes) = cache.prune_materialized()?;
+            // Once the entries are gone (or, for a dry run, as if they were).
+            let leaving: &[Entry] = if dry_run { &entries } else { &[] };
+            let (files, bytes) = cache.prune_materialized(leaving, !dry_run)?;
             if files > 0 {
                 Output.err(&format!(
-                    "removed {files} kept output copies ({}) that no entry holds and no file links",
+                    "{} {files} kept output copies ({}) that no entry holds and no file links",
+                    if dry_run { "would remove" } else { "removed" },
                     format_size(bytes)
                 ));
             }

@@ -106,8 +106,12 @@ impl Materialized {
     }
 
     /// Removes the kept copies that no path links any more, except those of the blobs in
-    /// `wanted`. Returns how many files and bytes went.
-    pub fn prune(&self, wanted: &dyn Fn(ObjectId) -> bool) -> io::Result<(usize, u64)> {
+    /// `wanted`; only counts them unless `remove`. Returns how many files and bytes they are.
+    pub fn prune(
+        &self,
+        wanted: &dyn Fn(ObjectId) -> bool,
+        remove: bool,
+    ) -> io::Result<(usize, u64)> {
         let mut removed = (0, 0);
         let fans = match fs::read_dir(&self.dir) {
             Ok(fans) => fans,
@@ -133,7 +137,9 @@ impl Materialized {
                 if meta.nlink() > 1 || id.is_some_and(wanted) {
                     continue;
                 }
-                fs::remove_file(file.path())?;
+                if remove {
+                    fs::remove_file(file.path())?;
+                }
                 removed.0 += 1;
                 removed.1 += meta.len();
             }
@@ -195,7 +201,7 @@ mod tests {
         fs::remove_file(&out).expect("rm");
         assert!(store.link(id, FileMode::Regular, &out).is_none());
         assert!(!out.exists());
-        assert_eq!(store.prune(&|_| true).expect("prune"), (0, 0));
+        assert_eq!(store.prune(&|_| true, true).expect("prune"), (0, 0));
         assert_eq!(
             fs::read_dir(dir.path().join("blobs"))
                 .expect("fans")
@@ -258,7 +264,10 @@ mod tests {
         }
         fs::remove_file(dir.path().join("wanted")).expect("rm");
         fs::remove_file(dir.path().join("stale")).expect("rm");
-        assert_eq!(store.prune(&|id| id == ids[1]).expect("prune"), (1, 3));
+        let wanted = |id| id == ids[1];
+        assert_eq!(store.prune(&wanted, false).expect("count"), (1, 3));
+        assert_eq!(store.prune(&wanted, true).expect("prune"), (1, 3));
+        assert_eq!(store.prune(&wanted, true).expect("prune"), (0, 0));
         assert!(
             store
                 .link(ids[2], FileMode::Regular, &dir.path().join("x"))

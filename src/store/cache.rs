@@ -357,17 +357,25 @@ impl<'a> Cache<'a> {
     }
 
     /// Removes the kept copies of outputs (see [`git::Materialized`]) that no file links and no
-    /// entry holds. Returns how many files and bytes went.
-    pub fn prune_materialized(&self) -> Result<(usize, u64), Error> {
+    /// entry holds but those in `leaving`; only counts them unless `remove`. Returns how many
+    /// files and bytes they are.
+    pub fn prune_materialized(
+        &self,
+        leaving: &[Entry],
+        remove: bool,
+    ) -> Result<(usize, u64), Error> {
         let mut held = HashSet::new();
         for entry in self.entries()? {
+            if leaving.iter().any(|l| l.refname == entry.refname) {
+                continue;
+            }
             for item in self.repo.tree_items(entry.commit, OUTPUTS)? {
                 held.insert(item.id);
             }
         }
         self.repo
             .materialized()
-            .prune(&|id| held.contains(&id))
+            .prune(&|id| held.contains(&id), remove)
             .map_err(Error::Prune)
     }
 

@@ -602,6 +602,14 @@ fn gc_removes_the_kept_copies_no_entry_holds() {
         "{}",
         kept.stderr()
     );
+    let dry = repo.weir(&["cache", "gc", "--keep", "1", "--dry-run"]);
+    dry.expect_code(0);
+    assert!(
+        dry.stderr()
+            .contains("would remove 2 kept output copies (8 B)"),
+        "{}",
+        dry.stderr()
+    );
     let gc = repo.weir(&["cache", "gc", "--keep", "1"]);
     gc.expect_code(0);
     assert!(
