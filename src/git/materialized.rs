@@ -6,9 +6,10 @@
 //! inode.
 //!
 //! A kept file is trusted for nothing. It is linked only while no other path links it, so a
-//! write into one restored output can never change another, and only while its content still
-//! hashes to its id, since a write into the output it was linked to has changed it as well.
-//! The linked file gets the current time as its mtime, as a written one would.
+//! write into one restored output can never change another; only while its content still
+//! hashes to its id, since a write into the output it was linked to has changed it as well; and
+//! only when it is the user's own. The linked file gets the current time as its mtime, as a
+//! written one would.
 
 use std::fs;
 use std::io;
