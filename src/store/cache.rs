@@ -208,6 +208,10 @@ impl<'a> Cache<'a> {
             }
         }
 
+        if plan.is_empty() {
+            // The fully cached run's case: nothing to write, nothing more to look at.
+            return Ok(restored);
+        }
         let materialized = self.repo.materialized();
         for (item, mode, missing) in plan {
             let abs = root.join(&item.path);
