@@ -1291,10 +1291,15 @@ mod tests {
         let (t4, e4) = tree(&repo, &four);
         sync(&snapshot, &repo, &e4, t4, &[]);
         assert_eq!(files_in(&snapshot.dir), want(&four));
+        assert_state_holds(&snapshot, &e4);
+    }
+
+    /// The snapshot's state names each of `entries` with its own blob id.
+    fn assert_state_holds(snapshot: &Snapshot, entries: &[Entry]) {
         let text = fs::read_to_string(&snapshot.state).unwrap();
         let state = split_state(&text).unwrap();
-        for entry in &e4 {
-            let (journal, _) = state.journal();
+        let (journal, _) = state.journal();
+        for entry in entries {
             let known = match journal.get(entry.path.as_str()) {
                 Some(known) => *known,
                 None => state.sorted_line(&entry.path),
@@ -1337,16 +1342,7 @@ mod tests {
         sync(&snapshot, &repo, &e2, t1, &told);
         assert_eq!(files_in(&snapshot.dir), two);
         // The state holds each file's own blob, whichever thread wrote it.
-        let text = fs::read_to_string(&snapshot.state).unwrap();
-        let state = split_state(&text).unwrap();
-        let (journal, _) = state.journal();
-        for entry in &e2 {
-            let known = match journal.get(entry.path.as_str()) {
-                Some(known) => *known,
-                None => state.sorted_line(&entry.path),
-            };
-            assert_eq!(known.map(|k| k.id), Some(entry.id), "{}", entry.path);
-        }
+        assert_state_holds(&snapshot, &e2);
 
         // Jobs rewrote 120 files and no record says which: every file is compared.
         for (path, _) in two.iter().take(120) {
