@@ -406,21 +406,16 @@ impl Engine {
                     },
                 )
             }
-            Inputs::Exact(paths) => {
-                let set: std::collections::HashSet<&str> =
-                    paths.iter().map(String::as_str).collect();
-                let wanted = |p: &str| set.contains(p);
-                repo.files(
-                    &self.index,
-                    &self.root,
-                    &Query {
-                        wanted: &wanted,
-                        walk: &[],
-                        explicit: paths,
-                        within: Some(paths),
-                    },
-                )
-            }
+            Inputs::Exact(paths) => repo.files(
+                &self.index,
+                &self.root,
+                &Query {
+                    wanted: &all,
+                    walk: &[],
+                    explicit: paths,
+                    within: Some(&[]),
+                },
+            ),
         }
         .map_err(|e| format!("cannot read the inputs: {e}"))?;
         manifest.inputs = files

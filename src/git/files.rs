@@ -308,31 +308,25 @@ impl Repo {
         query: &Query<'_>,
     ) -> Result<Vec<FileId>, Error> {
         let prefix = prefix_of(&index.root, base)?;
-        let mut found: BTreeMap<String, FileId> = BTreeMap::new();
-        let everything = [String::new()];
-        for within in query.within.unwrap_or(&everything) {
+        // Sorted, and none under another, each index entry is looked at once at most.
+        let mut within: Vec<&str> = match query.within {
+            Some(within) => within.iter().map(String::as_str).collect(),
+            None => vec![""],
+        };
+        within.sort_unstable();
+        within.dedup_by(|later, kept| later.starts_with(*kept));
+        let mut found = Vec::new();
+        for within in within {
             let start = format!("{prefix}{within}");
             for (path, tracked) in index.from(&start) {
                 if !path.starts_with(&start) {
                     break;
                 }
                 let rel = &path[prefix.len()..];
-                if found.contains_key(rel) || !(query.wanted)(rel) {
-                    continue;
-                }
-                if tracked.stat.is_none() {
-                    found.insert(
-                        rel.to_owned(),
-                        FileId {
-                            path: rel.to_owned(),
-                            mode: tracked.mode,
-                            id: tracked.id,
-                        },
-                    );
-                    continue;
-                }
-                if let Some(file) = file_id(&base.join(rel), rel, Some(tracked), index.timestamp)? {
-                    found.insert(rel.to_owned(), file);
+                if (query.wanted)(rel)
+                    && let Some(file) = tracked_file(base, rel, tracked, index.timestamp)?
+                {
+                    found.push(file);
                 }
             }
         }
@@ -360,22 +354,33 @@ impl Repo {
                     Ok(false)
                 })?;
             }
+            untracked.sort_unstable();
+            untracked.dedup();
             for rel in untracked {
                 if let Some(file) = file_id(&base.join(&rel), &rel, None, 0)? {
-                    found.insert(rel, file);
+                    found.push(file);
                 }
             }
         }
+        // Tracked and untracked files are different paths: sorted, each is there once.
+        found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let mut named = Vec::new();
         for rel in query.explicit {
-            if found.contains_key(rel) {
+            if found.binary_search_by(|f| f.path.as_str().cmp(rel)).is_ok() {
                 continue;
             }
-            let tracked = index.get(&format!("{prefix}{rel}"));
-            if let Some(file) = file_id(&base.join(rel), rel, tracked, index.timestamp)? {
-                found.insert(rel.clone(), file);
-            }
+            let file = match index.get(&format!("{prefix}{rel}")) {
+                Some(tracked) => tracked_file(base, rel, tracked, index.timestamp)?,
+                None => file_id(&base.join(rel), rel, None, 0)?,
+            };
+            named.extend(file);
         }
-        Ok(found.into_values().collect())
+        if !named.is_empty() {
+            found.append(&mut named);
+            found.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+            found.dedup_by(|a, b| a.path == b.path);
+        }
+        Ok(found)
     }
 
     /// Every file (ignored or not, tracked or not) under the directories `dirs` of `base` that
@@ -481,6 +486,24 @@ pub fn blob_id(bytes: &[u8]) -> Result<ObjectId, Error> {
         gix::objs::Kind::Blob,
         bytes,
     )?)
+}
+
+/// The mode and blob id of tracked file `rel` under `base`: known outright in a snapshot weir
+/// synced, else as [`file_id`] finds it.
+fn tracked_file(
+    base: &Path,
+    rel: &str,
+    tracked: &Tracked,
+    index_timestamp: i64,
+) -> Result<Option<FileId>, Error> {
+    if tracked.stat.is_none() {
+        return Ok(Some(FileId {
+            path: rel.to_owned(),
+            mode: tracked.mode,
+            id: tracked.id,
+        }));
+    }
+    file_id(&base.join(rel), rel, Some(tracked), index_timestamp)
 }
 
 /// The mode and blob id of the file at `abs`, or `None` if there is no file (or a directory).
@@ -625,4 +648,115 @@ fn walk(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_repo;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_jobs_files_are_listed_once_each_in_order_however_many_ways_they_are_named() {
+        let (dir, repo) = test_repo();
+        let base = dir.path();
+        for (path, bytes) in [
+            (".gitignore", "build/\n"),
+            ("README", "read me\n"),
+            ("src/a.rs", "a\n"),
+            ("src/b.rs", "b\n"),
+            ("src/sub/c.rs", "c\n"),
+            ("srcs.txt", "not under src/\n"),
+            ("build/out.txt", "ignored, named outright\n"),
+            ("src/new.rs", "untracked\n"),
+        ] {
+            let abs = base.join(path);
+            fs::create_dir_all(abs.parent().unwrap()).unwrap();
+            fs::write(abs, bytes).unwrap();
+        }
+        git(
+            base,
+            &[
+                "add",
+                ".gitignore",
+                "README",
+                "src/a.rs",
+                "src/b.rs",
+                "src/sub",
+                "srcs.txt",
+            ],
+        );
+        let index = repo.index_snapshot().unwrap();
+        let names = ["README", "build/out.txt", "missing", "src/a.rs"].map(String::from);
+        let within = ["src/", "src/sub/", "src/a.rs", "README", "README"].map(String::from);
+        let files = repo
+            .files(
+                &index,
+                base,
+                &Query {
+                    wanted: &|p: &str| p != "src/b.rs",
+                    walk: &["src".to_owned(), "src/sub".to_owned()],
+                    explicit: &names,
+                    within: Some(&within),
+                },
+            )
+            .unwrap();
+        let listed: Vec<(&str, String)> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.id.to_string()))
+            .collect();
+        let expected: Vec<(&str, String)> = [
+            "README",
+            "build/out.txt",
+            "src/a.rs",
+            "src/new.rs",
+            "src/sub/c.rs",
+        ]
+        .into_iter()
+        .map(|path| (path, git(base, &["hash-object", path])))
+        .collect();
+        assert_eq!(listed, expected);
+
+        // In a snapshot weir synced, a named file's id is the one it wrote, as for the others.
+        let synced = IndexSnapshot::synced(
+            base,
+            ["README", "src/a.rs"]
+                .into_iter()
+                .map(|path| Entry {
+                    path: path.to_owned(),
+                    mode: FileMode::Regular,
+                    id: ObjectId::empty_blob(gix::hash::Kind::Sha1),
+                })
+                .collect(),
+        );
+        let files = repo
+            .files(
+                &synced,
+                base,
+                &Query {
+                    wanted: &|_| true,
+                    walk: &[],
+                    explicit: &["src/a.rs".to_owned(), "README".to_owned()],
+                    within: Some(&[]),
+                },
+            )
+            .unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["README", "src/a.rs"]);
+        assert!(files.iter().all(|f| f.id.is_empty_blob()), "{files:?}");
+    }
 }
