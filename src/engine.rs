@@ -98,9 +98,12 @@ pub struct Engine {
     options: CacheOptions,
     /// The remote to fetch a missing key from, when `[cache] pull = "on-miss"`.
     pull_from: Option<String>,
-    /// Content ids of outputs, trusted while their stat data is unchanged.
-    /// Loaded on first use: a run whose jobs have no outputs never needs it.
+    /// Content ids of outputs, trusted while their stat data is unchanged, and the listings
+    /// of cache entries: what every hit reads. Loaded on first use.
     stats: OnceLock<StatCache>,
+    /// The stat cache being loaded on a thread of its own while the run starts, when a hit
+    /// is possible.
+    loading: Mutex<Option<std::thread::JoinHandle<StatCache>>>,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
     pending: Mutex<Vec<Option<Pending>>>,
@@ -329,6 +332,17 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| "origin".to_owned())
         });
+        // Reading it takes a while (a line per output file), and the first hit needs it.
+        let hits_possible = !options.no_cache && jobs.iter().any(|j| j.cache && j.deploy.is_none());
+        let loading = hits_possible
+            .then(|| {
+                let repo = repo.clone();
+                std::thread::Builder::new()
+                    .name("stat-cache".to_owned())
+                    .spawn(move || StatCache::load_whole(&repo))
+                    .ok()
+            })
+            .flatten();
         Ok(Engine {
             repo: Mutex::new(repo),
             idle: Mutex::new(Vec::new()),
@@ -337,6 +351,7 @@ impl Engine {
             pending: Mutex::new((0..jobs.len()).map(|_| None).collect()),
             revealed: Mutex::default(),
             stats: OnceLock::new(),
+            loading: Mutex::new(loading),
             jobs,
             options,
             pull_from,
@@ -354,7 +369,12 @@ impl Engine {
     }
 
     fn stats(&self) -> &StatCache {
-        self.stats.get_or_init(|| StatCache::load(&self.repo()))
+        self.stats.get_or_init(|| {
+            let loading = lock(&self.loading).take();
+            loading
+                .and_then(|thread| thread.join().ok())
+                .unwrap_or_else(|| StatCache::load(&self.repo()))
+        })
     }
 
     /// A handle on the repository for this thread's use. Handles are kept for reuse: a new

@@ -160,6 +160,14 @@ struct Listings {
     dirty: AtomicBool,
 }
 
+impl Listings {
+    /// The listings file, read on first use.
+    fn known(&self) -> &Mutex<ListingFile> {
+        self.known
+            .get_or_init(|| Mutex::new(load_listings(&self.file)))
+    }
+}
+
 impl StatCache {
     /// The repository's cache; an unreadable or foreign file counts as empty.
     pub fn load(repo: &Repo) -> StatCache {
@@ -182,6 +190,13 @@ impl StatCache {
         }
     }
 
+    /// [`StatCache::load`], with the listings read too rather than on first use.
+    pub fn load_whole(repo: &Repo) -> StatCache {
+        let stats = StatCache::load(repo);
+        stats.listings.known();
+        stats
+    }
+
     /// The blobs under `dir` of `commit`'s tree, as [`Repo::tree_items`] lists them (names
     /// unchecked), read from the trees only the first time.
     pub fn tree_items(
@@ -191,10 +206,7 @@ impl StatCache {
         dir: &str,
     ) -> Result<Vec<TreeItem>, Error> {
         let key = (commit, dir.to_owned());
-        let known = self
-            .listings
-            .known
-            .get_or_init(|| Mutex::new(load_listings(&self.listings.file)));
+        let known = self.listings.known();
         lock(&self.listings.used).push(key.clone());
         {
             let mut known = lock(known);
