@@ -591,8 +591,13 @@ pub fn clean_content(abs: &Path, stat: &Stat, written: (i64, u32)) -> Option<Vec
     if !same {
         return None;
     }
-    let bytes = fs::read(abs).ok()?;
-    (bytes.len() as u64 == meta.len()).then_some(bytes)
+    // Read to the length the stat gave: `fs::read` would stat the open file again to size the
+    // buffer. A file cut short or grown since is not the one the index describes.
+    use io::Read as _;
+    let mut file = fs::File::open(abs).ok()?;
+    let mut bytes = vec![0; usize::try_from(meta.len()).ok()?];
+    file.read_exact(&mut bytes).ok()?;
+    (file.read(&mut [0]).ok()? == 0).then_some(bytes)
 }
 
 fn stat_matches(meta: &fs::Metadata, stat: &Stat) -> bool {
