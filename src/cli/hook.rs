@@ -116,6 +116,14 @@ fn pre_commit() -> Result<u8, Error> {
     let repo = &context.repo;
     let clock = std::time::Instant::now();
     let index_file = env_vars::git_index_file();
+    let snapshot = Snapshot::new(repo, "pre-commit");
+    // Unless the snapshot already holds this content (its jobs are then most likely cache
+    // hits, and the engine starts a watch only if one runs), its watch starts while the rest
+    // is worked out: at once when the index file is not the one the snapshot was last synced
+    // from, else once the index is read and the snapshot turns out to differ.
+    let checksum = repo.index_checksum(index_file.as_deref());
+    let seen = checksum.as_deref().is_some_and(|c| snapshot.synced_from(c));
+    let speculative = if seen { None } else { snapshot.watch_early() };
     let crate::git::Staged {
         entries: mut staged,
         trees,
@@ -123,14 +131,14 @@ fn pre_commit() -> Result<u8, Error> {
         written,
     } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
-    // Unless the snapshot already holds this content (its jobs are then most likely cache
-    // hits, and the engine starts a watch only if one runs), its watch starts while the rest
-    // is worked out.
-    let snapshot = Snapshot::new(repo, "pre-commit");
     let prepared = snapshot.prepare(&staged)?;
-    let early = match prepared.untouched() {
-        true => None,
-        false => snapshot.watch_early(),
+    let early = match (prepared.untouched(), speculative) {
+        (true, Some(speculative)) => {
+            speculative.discard();
+            None
+        }
+        (true, None) => None,
+        (false, speculative) => speculative.or_else(|| snapshot.watch_early()),
     };
     // What the commit changes: to select jobs by `files`, and to tell the sync which files can
     // differ from what the snapshot held.
@@ -184,6 +192,9 @@ fn pre_commit() -> Result<u8, Error> {
         changes: &changes,
     });
     let watch = snapshot.sync_watched(repo, &staged, worktree, delta, prepared, early)?;
+    if let Some(checksum) = checksum.filter(|_| !seen) {
+        snapshot.note_synced_from(&checksum);
+    }
     // The staged entries are needed again only to apply fixes.
     let fixers = graph.jobs.iter().any(|&i| pipeline.jobs[i].fix);
     let entries = if fixers {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use gix::ObjectId;
@@ -54,14 +54,34 @@ impl Repo {
         Ok(self.staged_with_trees(index_file)?.entries)
     }
 
-    /// [`Repo::staged`], with the index's cache-tree and what the index knows of each file in
-    /// the working tree.
-    pub fn staged_with_trees(&self, index_file: Option<&Path>) -> Result<Staged, Error> {
-        let path = match index_file {
+    /// The index file `index_file` names (`GIT_INDEX_FILE`), relative to the work tree, or
+    /// the repository's own.
+    fn index_file(&self, index_file: Option<&Path>) -> PathBuf {
+        match index_file {
             Some(path) if path.is_absolute() => path.to_path_buf(),
             Some(path) => self.workdir().join(path),
             None => self.gix().index_path(),
-        };
+        }
+    }
+
+    /// The checksum git wrote at the end of the index file (as hex), read without the rest:
+    /// the same checksum is the same staged content. `None` without an index, or when git
+    /// writes none (`index.skipHash`).
+    pub fn index_checksum(&self, index_file: Option<&Path>) -> Option<String> {
+        use std::io::{Read as _, Seek as _, SeekFrom};
+        let len = self.gix().object_hash().len_in_bytes();
+        let mut file = std::fs::File::open(self.index_file(index_file)).ok()?;
+        file.seek(SeekFrom::End(-i64::try_from(len).ok()?)).ok()?;
+        let mut checksum = vec![0; len];
+        file.read_exact(&mut checksum).ok()?;
+        let id = ObjectId::try_from(checksum.as_slice()).ok()?;
+        (!id.is_null()).then(|| id.to_string())
+    }
+
+    /// [`Repo::staged`], with the index's cache-tree and what the index knows of each file in
+    /// the working tree.
+    pub fn staged_with_trees(&self, index_file: Option<&Path>) -> Result<Staged, Error> {
+        let path = self.index_file(index_file);
         let Some(mut index) = self.read_index(&path)? else {
             return Ok(Staged::default());
         };

@@ -57,6 +57,9 @@ pub struct Snapshot {
     base: PathBuf,
     /// The directories the last sync left: what a watch started before the next sync watches.
     dirs: PathBuf,
+    /// The checksum of the index file the last sync was from. Another index file most likely
+    /// stages other content, so the watch a sync needs starts before the index is read.
+    index: PathBuf,
 }
 
 /// What a sync starts from (see [`Snapshot::prepare`]).
@@ -142,7 +145,20 @@ impl Snapshot {
             digest: base.join("digest"),
             base: base.join("base"),
             dirs: base.join("dirs"),
+            index: base.join("index"),
         }
+    }
+
+    /// Whether the last sync was from the index file with this checksum (see
+    /// [`git::Repo::index_checksum`]): the directory then most likely holds its staged
+    /// content already.
+    pub fn synced_from(&self, checksum: &str) -> bool {
+        fs::read_to_string(&self.index).is_ok_and(|c| c == checksum)
+    }
+
+    /// Records the checksum of the index file the directory now holds the content of.
+    pub fn note_synced_from(&self, checksum: &str) {
+        let _ = statefile::overwrite(&self.index, checksum.as_bytes());
     }
 
     /// Makes the directory hold exactly `entries`' content (files a job left elsewhere in it

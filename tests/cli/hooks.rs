@@ -128,6 +128,17 @@ fn jobs_with_files_run_only_for_matching_staged_files_and_hit_the_cache_again() 
     repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
     let (ok, err) = commit(&repo, &["-m", "c again"]);
     assert!(ok && err.contains("lint: cached"), "{err}");
+    // Rewritten with the same bytes and staged again: another index file, the same content.
+    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+    repo.write("c.txt", "fine\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c restaged"]);
+    assert!(ok && err.contains("lint: cached"), "{err}");
+    // And new content after that is checked as staged.
+    repo.write("c.txt", "BAD\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c bad"]);
+    assert!(!ok && err.contains("c.txt"), "{err}");
 }
 
 const FIX: &str = r#"
