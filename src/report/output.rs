@@ -22,9 +22,13 @@ impl Output {
         let _ = out.write_all(bytes);
     }
 
+    /// One write per line: stderr is unbuffered, and `writeln!` would write the newline
+    /// apart (a system call more per line, and a line another process can split).
     pub fn err(&self, text: &str) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{text}");
+        let mut line = String::with_capacity(text.len() + 1);
+        line.push_str(text);
+        line.push('\n');
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
