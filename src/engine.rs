@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::config::{CachePull, Job, Pipeline, SecretSource};
 use crate::deploy::{Artifact, DeployJob, Deploys};
 use crate::exec::{self, Before, Finished, JobSecrets, Keys, Patterns, Recovery, Secret, Stored};
-use crate::git::{Entry, IndexSnapshot, Query, Repo, StatCache};
+use crate::git::{Entry, IndexSnapshot, Query, Repo, StatAt, StatCache};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 use crate::store::ledger::ArtifactFile;
@@ -816,10 +816,11 @@ impl Engine {
         paths.sort();
         paths.dedup();
         let mut files = Vec::with_capacity(paths.len());
+        let mut at = StatAt::default();
         for path in &paths {
             if let Some(file) = self
                 .stats()
-                .file_id(&self.root, path)
+                .file_id(&mut at, &self.root, path)
                 .map_err(|e| e.to_string())?
             {
                 files.push(file);
@@ -874,8 +875,9 @@ impl Engine {
     /// Only meaningful for a synced snapshot, where every file's original id is known.
     pub fn changed_files(&self) -> Result<Vec<crate::git::FileId>, crate::git::Error> {
         let mut changed = Vec::new();
+        let mut at = StatAt::default();
         for (path, (mode, id)) in self.index.known() {
-            match self.stats().file_id(&self.root_of_index(), path)? {
+            match self.stats().file_id(&mut at, &self.root_of_index(), path)? {
                 Some(now) if now.mode == mode && now.id == id => {}
                 Some(now) => changed.push(now),
                 // A deleted file is not a fix weir applies.

@@ -9,7 +9,7 @@ mod repo;
 mod snapshot;
 mod statcache;
 
-pub use files::{FileId, FileMode, IndexSnapshot, Query, Watched, clean_content};
+pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_content};
 pub use materialized::Materialized;
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::{Changes, Entry, Staged};

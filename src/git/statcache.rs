@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use gix::ObjectId;
 
-use super::files::{FileId, FileMode, hash_file};
+use super::files::{FileId, FileMode, RawStat, StatAt, hash_file};
 use super::repo::{Error, Repo, TreeItem};
 use crate::sync::lock;
 
@@ -44,6 +44,15 @@ impl FileStat {
             mtime: (meta.mtime(), meta.mtime_nsec()),
             ctime: (meta.ctime(), meta.ctime_nsec()),
             ino: meta.ino(),
+        }
+    }
+
+    pub(super) fn of_raw(st: &RawStat) -> FileStat {
+        FileStat {
+            size: u64::try_from(st.st_size).unwrap_or_default(),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+            ino: st.st_ino,
         }
     }
 }
@@ -240,24 +249,22 @@ impl StatCache {
 
     /// The mode and content id of the file at `base/rel`, or `None` if there is none. Hashes
     /// only when the stat data differs from what was recorded.
-    pub fn file_id(&self, base: &Path, rel: &str) -> Result<Option<FileId>, Error> {
+    pub fn file_id(
+        &self,
+        at: &mut StatAt,
+        base: &Path,
+        rel: &str,
+    ) -> Result<Option<FileId>, Error> {
         let abs = base.join(rel);
-        let meta = match fs::symlink_metadata(&abs) {
-            Ok(meta) => meta,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
-                ) =>
-            {
-                return Ok(None);
-            }
+        let st = match at.lstat(&abs) {
+            Ok(Some(st)) => st,
+            Ok(None) => return Ok(None),
             Err(e) => return Err(Error::Io(abs, e)),
         };
-        let Some(mode) = FileMode::of(&meta) else {
+        let Some(mode) = FileMode::of_raw(st.st_mode) else {
             return Ok(None);
         };
-        let stat = FileStat::of(&meta);
+        let stat = FileStat::of_raw(&st);
         let known = self.lock().get(&abs).copied().or_else(|| {
             let path = abs.to_str()?;
             self.stored.get(path)
@@ -273,7 +280,7 @@ impl StatCache {
                 id,
             }));
         }
-        let id = hash_file(&abs, mode, meta.len())?;
+        let id = hash_file(&abs, mode, stat.size)?;
         self.lock().insert(abs, (stat, mode, id));
         self.dirty.store(true, Ordering::Relaxed);
         Ok(Some(FileId {
@@ -531,7 +538,10 @@ mod tests {
                 .set_modified(old)
                 .unwrap();
         }
-        let id = |stats: &StatCache, name| stats.file_id(base, name).unwrap().unwrap().id;
+        let id = |stats: &StatCache, name: &str| {
+            let found = stats.file_id(&mut StatAt::default(), base, name);
+            found.unwrap().unwrap().id
+        };
         let stats = StatCache::load(&repo);
         let (a, b) = (id(&stats, "a"), id(&stats, "b"));
         stats.save().unwrap();

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{self, FileId, FileMode, Repo, StatCache, TreeEntry, TreeItem};
+use crate::git::{self, FileId, FileMode, Repo, StatAt, StatCache, TreeEntry, TreeItem};
 
 pub const PREFIX: &str = "refs/weir/cache/";
 const OUTPUTS: &str = "outputs";
@@ -162,6 +162,7 @@ impl<'a> Cache<'a> {
     ) -> Result<Restored, Error> {
         let items = stats.tree_items(self.repo, commit, OUTPUTS)?;
         let mut disk = DiskCheck::new(root);
+        let mut at = StatAt::default();
         let mut plan = Vec::with_capacity(items.len());
         let mut seen = BTreeSet::new();
         let mut restored = Restored::default();
@@ -180,7 +181,7 @@ impl<'a> Cache<'a> {
             if !seen.insert(item.path.clone()) {
                 return Err(refuse("it is stored twice".into()));
             }
-            let current = stats.file_id(root, &item.path)?;
+            let current = stats.file_id(&mut at, root, &item.path)?;
             if current
                 .as_ref()
                 .is_some_and(|c| c.mode == mode && c.id == item.id)
