@@ -7,9 +7,10 @@
 #   cargo build --release && bash bench/hooks.sh          # setup + bench (5-10 min)
 #   bash bench/hooks.sh summary                           # print the last summary again
 #
-# Knobs are the harness's: ROOT, RUNS, WARMUP, WEIR.
+# Knobs are the harness's: ROOT, RUNS, WARMUP, WEIR (a binary to run instead of the copy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/installed.sh
 harness=${HARNESS:-../shared/bench/hooks.sh}
 [ -f "$harness" ] || { echo "the shared harness is not at $harness (set HARNESS)" >&2; exit 2; }
 exec bash "$harness" "$@"
