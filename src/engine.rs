@@ -101,8 +101,8 @@ pub struct Engine {
     /// Content ids of outputs, trusted while their stat data is unchanged, and the listings
     /// of cache entries: what every hit reads. Loaded on first use.
     stats: OnceLock<StatCache>,
-    /// The stat cache being loaded on a thread of its own while the run starts, when a hit
-    /// is possible.
+    /// The stat cache being loaded on a thread of its own while a run in the working tree
+    /// starts, when a hit is possible.
     loading: Mutex<Option<std::thread::JoinHandle<StatCache>>>,
     /// Each job's manifest as of `before`, stored with its result by `after`: what the job's
     /// key was computed from, even if the job changes its inputs while it runs.
@@ -302,6 +302,9 @@ impl Engine {
             deploy.dir = root_in_repo.join(&deploy.dir);
             deploy.upstream = upstream(pipeline, &deploy.name);
         }
+        // A hook's run (in a snapshot) is a check or two with no outputs: a thread to read the
+        // stat cache ahead costs it more than it saves.
+        let in_worktree = matches!(workspace, Workspace::Worktree);
         let (index, root, touch) = match workspace {
             Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone(), None),
             Workspace::Snapshot {
@@ -334,7 +337,7 @@ impl Engine {
         });
         // Reading it takes a while (a line per output file), and the first hit needs it.
         let hits_possible = !options.no_cache && jobs.iter().any(|j| j.cache && j.deploy.is_none());
-        let loading = hits_possible
+        let loading = (in_worktree && hits_possible)
             .then(|| {
                 let repo = repo.clone();
                 std::thread::Builder::new()
