@@ -120,10 +120,14 @@ fn pre_commit() -> Result<u8, Error> {
     // Unless the snapshot already holds this content (its jobs are then most likely cache
     // hits, and the engine starts a watch only if one runs), its watch starts while the rest
     // is worked out: at once when the index file is not the one the snapshot was last synced
-    // from, else once the index is read and the snapshot turns out to differ.
+    // from, else once the index is read and the snapshot turns out to differ. An index
+    // without a checksum (`index.skipHash`, which `feature.manyFiles` sets) tells nothing.
     let checksum = repo.index_checksum(index_file.as_deref());
     let seen = checksum.as_deref().is_some_and(|c| snapshot.synced_from(c));
-    let speculative = if seen { None } else { snapshot.watch_early() };
+    let speculative = match checksum {
+        Some(_) if !seen => snapshot.watch_early(),
+        _ => None,
+    };
     let crate::git::Staged {
         entries: mut staged,
         trees,

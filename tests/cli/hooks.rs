@@ -141,6 +141,24 @@ fn jobs_with_files_run_only_for_matching_staged_files_and_hit_the_cache_again() 
     assert!(!ok && err.contains("c.txt"), "{err}");
 }
 
+#[test]
+fn an_index_without_a_checksum_is_checked_and_hits_like_any_other() {
+    // `feature.manyFiles` sets `index.skipHash`: git then ends the index with zeros.
+    let repo = lint_repo();
+    repo.git(&["config", "index.skipHash", "true"]);
+    repo.write("c.txt", "fine\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c"]);
+    assert!(ok && err.contains("lint: passed"), "{err}");
+    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+    let (ok, err) = commit(&repo, &["-m", "c again"]);
+    assert!(ok && err.contains("lint: cached"), "{err}");
+    repo.write("c.txt", "BAD\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c bad"]);
+    assert!(!ok && err.contains("c.txt"), "{err}");
+}
+
 const FIX: &str = r#"
 [jobs.squeeze]
 on = ["pre-commit"]
