@@ -120,25 +120,7 @@ fn jobs_with_files_run_only_for_matching_staged_files_and_hit_the_cache_again() 
     assert!(ok, "{err}");
     assert!(!err.contains("lint"), "lint ran for a .md file: {err}");
 
-    repo.write("c.txt", "fine\n");
-    repo.git(&["add", "c.txt"]);
-    let (ok, err) = commit(&repo, &["-m", "c"]);
-    assert!(ok && err.contains("lint: passed"), "{err}");
-    // The same staged content again: a cache hit, the linter does not rerun.
-    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
-    let (ok, err) = commit(&repo, &["-m", "c again"]);
-    assert!(ok && err.contains("lint: cached"), "{err}");
-    // Rewritten with the same bytes and staged again: another index file, the same content.
-    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
-    repo.write("c.txt", "fine\n");
-    repo.git(&["add", "c.txt"]);
-    let (ok, err) = commit(&repo, &["-m", "c restaged"]);
-    assert!(ok && err.contains("lint: cached"), "{err}");
-    // And new content after that is checked as staged.
-    repo.write("c.txt", "BAD\n");
-    repo.git(&["add", "c.txt"]);
-    let (ok, err) = commit(&repo, &["-m", "c bad"]);
-    assert!(!ok && err.contains("c.txt"), "{err}");
+    check_fine_then_hit_then_block_bad(&repo);
 }
 
 #[test]
@@ -146,16 +128,32 @@ fn an_index_without_a_checksum_is_checked_and_hits_like_any_other() {
     // `feature.manyFiles` sets `index.skipHash`: git then ends the index with zeros.
     let repo = lint_repo();
     repo.git(&["config", "index.skipHash", "true"]);
-    repo.write("c.txt", "fine\n");
-    repo.git(&["add", "c.txt"]);
-    let (ok, err) = commit(&repo, &["-m", "c"]);
+    check_fine_then_hit_then_block_bad(&repo);
+}
+
+/// Commits a fine `c.txt` (checked), the same content twice more (hits, the second time
+/// restaged from identical bytes: another index file), then bad content (blocked).
+fn check_fine_then_hit_then_block_bad(repo: &TestRepo) {
+    let stage = |text: &str| {
+        repo.write("c.txt", text);
+        repo.git(&["add", "c.txt"]);
+    };
+    stage("fine\n");
+    let (ok, err) = commit(repo, &["-m", "c"]);
     assert!(ok && err.contains("lint: passed"), "{err}");
-    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
-    let (ok, err) = commit(&repo, &["-m", "c again"]);
-    assert!(ok && err.contains("lint: cached"), "{err}");
-    repo.write("c.txt", "BAD\n");
-    repo.git(&["add", "c.txt"]);
-    let (ok, err) = commit(&repo, &["-m", "c bad"]);
+    for restage in [false, true] {
+        repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+        if restage {
+            stage("fine\n");
+        }
+        let (ok, err) = commit(repo, &["-m", "c again"]);
+        assert!(
+            ok && err.contains("lint: cached"),
+            "restaged {restage}: {err}"
+        );
+    }
+    stage("BAD\n");
+    let (ok, err) = commit(repo, &["-m", "c bad"]);
     assert!(!ok && err.contains("c.txt"), "{err}");
 }
 
