@@ -51,23 +51,13 @@ impl FileMode {
         }
     }
 
+    /// The mode of the file `meta` describes; `None` for anything but a file or symlink.
     pub(super) fn of(meta: &fs::Metadata) -> Option<FileMode> {
-        use std::os::unix::fs::PermissionsExt;
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            Some(FileMode::Symlink)
-        } else if kind.is_file() {
-            Some(if meta.permissions().mode() & 0o111 != 0 {
-                FileMode::Executable
-            } else {
-                FileMode::Regular
-            })
-        } else {
-            None
-        }
+        use std::os::unix::fs::MetadataExt;
+        FileMode::of_raw(meta.mode())
     }
 
-    /// The mode of a file whose `st_mode` is `mode`, as [`FileMode::of`] gives it.
+    /// The mode of a file whose `st_mode` is `mode`.
     pub(super) fn of_raw(mode: u32) -> Option<FileMode> {
         use nix::sys::stat::SFlag;
         let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
@@ -744,22 +734,28 @@ mod tests {
         let mut at = StatAt::default();
         // In path order, as callers ask, with a directory left and come back to, a missing
         // directory, and a file asked for as a directory.
-        for path in [
-            "d/a",
-            "d/b",
-            "d/e",
-            "d/e/c",
-            "d/link",
-            "d/missing",
-            "f",
-            "f/x",
-            "gone/x",
-            "d/a",
+        let (file, link) = (Some(FileMode::Regular), Some(FileMode::Symlink));
+        for (path, mode) in [
+            ("d/a", file),
+            ("d/b", file),
+            ("d/e", None),
+            ("d/e/c", file),
+            ("d/link", link),
+            ("d/missing", None),
+            ("f", file),
+            ("f/x", None),
+            ("gone/x", None),
+            ("d/a", file),
         ] {
             let abs = base.join(path);
             let ours = at.lstat(&abs).unwrap();
             let std = fs::symlink_metadata(&abs).ok();
             assert_eq!(ours.is_some(), std.is_some(), "{path}");
+            assert_eq!(
+                ours.and_then(|st| FileMode::of_raw(st.st_mode)),
+                mode,
+                "{path}"
+            );
             if let (Some(ours), Some(std)) = (ours, std) {
                 use std::os::unix::fs::MetadataExt;
                 assert_eq!(
@@ -767,7 +763,6 @@ mod tests {
                     (std.ino(), std.mode()),
                     "{path}"
                 );
-                assert_eq!(FileMode::of_raw(ours.st_mode), FileMode::of(&std), "{path}");
                 assert_eq!(FileStat::of_raw(&ours), FileStat::of(&std), "{path}");
             }
         }
