@@ -11,7 +11,9 @@ use std::time::Duration;
 use crate::config::{CachePull, Job, Pipeline, SecretSource};
 use crate::deploy::{Artifact, DeployJob, Deploys};
 use crate::exec::{self, Before, Finished, JobSecrets, Keys, Patterns, Recovery, Secret, Stored};
-use crate::git::{Entry, IndexSnapshot, Query, Repo, StatAt, StatCache};
+use crate::git::{
+    Entry, IndexSnapshot, Memo, Query, Reads, Recalled, Remembered, Repo, StatAt, StatCache,
+};
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
 use crate::store::ledger::ArtifactFile;
@@ -31,6 +33,9 @@ pub struct CacheOptions {
     /// Manifests already computed for this run (by job name; the watcher computes them to
     /// decide what to run): used when a job's needs have the keys they were computed with.
     pub manifests: BTreeMap<String, Manifest>,
+    /// Take hits from, and keep them in, the memo of the last hits (see [`Memo`]): for
+    /// `weir run` in the working tree.
+    pub remember: bool,
 }
 
 /// Which files a job reads.
@@ -61,6 +66,9 @@ pub struct JobSpec {
     pub name: String,
     base: Manifest,
     inputs: Inputs,
+    /// What, besides the manifest, decides which files the job reads and which it stores
+    /// (its globs), when a hit of the job can be remembered (see [`Memo`]).
+    memo: Option<String>,
     fix: bool,
     outputs: Globs,
     key_cmd: Option<String>,
@@ -117,6 +125,10 @@ pub struct Engine {
     keys: Mutex<BTreeMap<String, String>>,
     /// In a snapshot: what the jobs touch there.
     touch: Option<Touch>,
+    /// The jobs that last hit in the working tree, for a run that can hit there.
+    memo: Option<Memo>,
+    /// By job: its remembered hit, when nothing it read has changed and the entry is there.
+    recalled: Vec<Option<Recalled>>,
 }
 
 /// A repository handle borrowed from an engine's pool, returned when dropped.
@@ -251,6 +263,9 @@ impl JobSpec {
                 None => Inputs::Tracked,
                 Some(globs) => Inputs::Globs(Globs::new(globs).map_err(glob_err)?),
             },
+            // A `key_cmd` prints what it likes, and deploy jobs never hit.
+            memo: (job.cache && job.key_cmd.is_none() && job.environment.is_none())
+                .then(|| format!("inputs {:?}\noutputs {:?}\n", job.inputs, job.outputs)),
             fix: job.fix,
             outputs: Globs::new(&job.outputs).map_err(glob_err)?,
             key_cmd: job.key_cmd.clone(),
@@ -278,6 +293,7 @@ impl JobSpec {
     pub fn read_exactly(&mut self, files: Vec<String>) {
         if matches!(self.inputs, Inputs::Tracked) {
             self.inputs = Inputs::Exact(files);
+            self.memo = None;
         }
     }
 }
@@ -335,9 +351,12 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| "origin".to_owned())
         });
-        // Reading it takes a while (a line per output file), and the first hit needs it.
         let hits_possible = !options.no_cache && jobs.iter().any(|j| j.cache && j.deploy.is_none());
-        let loading = (in_worktree && hits_possible)
+        let memo = (options.remember && in_worktree && hits_possible)
+            .then(|| Memo::load(&repo, &index, std::time::SystemTime::now()));
+        // Reading it takes a while (a line per output file), and the first hit needs it,
+        // unless the memo has every hit.
+        let loading = (in_worktree && hits_possible && memo.as_ref().is_none_or(Memo::is_empty))
             .then(|| {
                 let repo = repo.clone();
                 std::thread::Builder::new()
@@ -346,7 +365,7 @@ impl Engine {
                     .ok()
             })
             .flatten();
-        Ok(Engine {
+        let mut engine = Engine {
             repo: Mutex::new(repo),
             idle: Mutex::new(Vec::new()),
             root,
@@ -362,7 +381,65 @@ impl Engine {
             root_in_repo,
             keys: Mutex::new(BTreeMap::new()),
             touch,
-        })
+            memo,
+            recalled: Vec::new(),
+        };
+        let started = std::time::Instant::now();
+        engine.recalled = engine.recall_all();
+        tracing::debug!(
+            recalled = engine.recalled.iter().flatten().count(),
+            elapsed = ?started.elapsed(),
+            "checked the memo"
+        );
+        Ok(engine)
+    }
+
+    /// Each job's remembered hit, if it still holds (but for the job's needs' keys, which are
+    /// known only as the run goes): checked for all jobs at once, on as many threads as there
+    /// are cores, since each job's check is mostly waiting on `stat`.
+    fn recall_all(&self) -> Vec<Option<Recalled>> {
+        let mut recalled = vec![None; self.jobs.len()];
+        let Some(memo) = self.memo.as_ref().filter(|m| !m.is_empty()) else {
+            return recalled;
+        };
+        let jobs: Vec<usize> = (0..self.jobs.len())
+            .filter(|&j| self.jobs[j].memo.is_some() && memo.has(&self.jobs[j].name))
+            .collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let repo = self.repo();
+            let cache = Cache::new(&repo);
+            let mut found = Vec::new();
+            loop {
+                let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&job) = jobs.get(at) else {
+                    return found;
+                };
+                let name = &self.jobs[job].name;
+                if let Some(recall) = memo.recall(name, &self.root)
+                    && cache.lookup(name, &recall.hit.key).ok() == Some(Some(recall.hit.commit))
+                {
+                    found.push((job, recall));
+                }
+            }
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(jobs.len());
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            let mine = work();
+            for found in helpers
+                .into_iter()
+                .filter_map(|h| h.join().ok())
+                .chain([mine])
+            {
+                for (job, recall) in found {
+                    recalled[job] = Some(recall);
+                }
+            }
+        });
+        recalled
     }
 
     /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
@@ -394,6 +471,16 @@ impl Engine {
 
     /// The manifest of job `job` given its needs' keys, as of now.
     pub fn manifest(&self, job: usize, needs: &[(String, String)]) -> Result<Manifest, String> {
+        self.manifest_reading(job, needs, None)
+    }
+
+    /// [`Engine::manifest`], recording in `reads` every path that decided the inputs.
+    fn manifest_reading(
+        &self,
+        job: usize,
+        needs: &[(String, String)],
+        mut reads: Option<&mut Reads>,
+    ) -> Result<Manifest, String> {
         let spec = &self.jobs[job];
         if let Some(known) = self.options.manifests.get(&spec.name)
             && known.needs.iter().eq(needs.iter().map(|(n, k)| (n, k)))
@@ -414,6 +501,7 @@ impl Engine {
                     explicit: &[],
                     within: None,
                 },
+                reads.as_deref_mut(),
             ),
             Inputs::Globs(globs) => {
                 let wanted = |p: &str| globs.matches(p);
@@ -427,6 +515,7 @@ impl Engine {
                         explicit: globs.explicit(),
                         within: Some(&prefixes),
                     },
+                    reads.as_deref_mut(),
                 )
             }
             Inputs::Exact(paths) => repo.files(
@@ -438,6 +527,7 @@ impl Engine {
                     explicit: paths,
                     within: Some(&[]),
                 },
+                reads,
             ),
         }
         .map_err(|e| format!("cannot read the inputs: {e}"))?;
@@ -592,6 +682,23 @@ impl Engine {
         }
     }
 
+    /// A hash of everything that decides `job`'s key besides the files it reads, given its
+    /// needs' keys: what a remembered hit must have been decided with. `None` when the job's
+    /// hits are not remembered.
+    fn given(&self, job: usize, needs: &[(String, String)]) -> Option<String> {
+        let spec = &self.jobs[job];
+        let globs = spec.memo.as_ref()?;
+        let mut base = spec.base.clone();
+        base.needs = needs.iter().cloned().collect();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(concat!("weir ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
+        hasher.update(self.root.as_os_str().as_encoded_bytes());
+        hasher.update(b"\n");
+        hasher.update(base.encode().as_bytes());
+        hasher.update(globs.as_bytes());
+        Some(hasher.finalize().to_hex().to_string())
+    }
+
     /// Whether `job`'s key has a stored result (fetching it first if so configured).
     pub fn lookup(&self, job: usize, key: &str) -> Result<Option<gix::ObjectId>, String> {
         let repo = self.repo();
@@ -628,7 +735,15 @@ impl Engine {
                 || self.reveal(job),
             );
         }
-        let manifest = self.manifest(job, needs)?;
+        if let Some(hit) = self.known(job, needs) {
+            return Ok(hit);
+        }
+        let memo = self
+            .memo
+            .as_ref()
+            .and_then(|memo| Some((memo, self.given(job, needs)?)));
+        let mut reads = memo.as_ref().map(|_| Reads::default());
+        let manifest = self.manifest_reading(job, needs, reads.as_mut())?;
         let key = manifest.key();
         lock(&self.keys).insert(spec.name.clone(), key.clone());
         if !spec.cache && self.options.unchanged.get(&spec.name) == Some(&key) {
@@ -648,10 +763,28 @@ impl Engine {
             && let Some(commit) = self.lookup(job, &key)?
         {
             let repo = self.repo();
-            let restored =
-                Cache::new(&repo).restore(&spec.name, &key, commit, &self.root, self.stats());
+            let restored = Cache::new(&repo).restore(
+                &spec.name,
+                &key,
+                commit,
+                &self.root,
+                self.stats(),
+                reads.as_mut(),
+            );
             match restored {
                 Ok(restored) => {
+                    if let Some(((memo, given), reads)) = memo.zip(reads) {
+                        if restored.written == 0 {
+                            let hit = Remembered {
+                                key: key.clone(),
+                                commit,
+                            };
+                            memo.remember(&spec.name, &given, &hit, reads);
+                        } else {
+                            // What it wrote is too new to trust until the next run.
+                            memo.forget(&spec.name);
+                        }
+                    }
                     tracing::debug!(
                         job = %spec.name,
                         written = restored.written,
@@ -668,6 +801,9 @@ impl Engine {
                 }
                 Err(err) => return Err(err.to_string()),
             }
+        }
+        if let Some((memo, _)) = &memo {
+            memo.forget(&spec.name);
         }
         let explain = self.options.explain.then(|| self.explain(job, &manifest));
         let secrets = self.reveal(job)?;
@@ -688,6 +824,18 @@ impl Engine {
 }
 
 impl Keys for Engine {
+    fn known(&self, job: usize, needs: &[(String, String)]) -> Option<Before> {
+        let recalled = self.recalled.get(job)?.as_ref()?;
+        if self.given(job, needs)? != recalled.given {
+            return None;
+        }
+        let spec = &self.jobs[job];
+        tracing::debug!(job = %spec.name, "unchanged since it last hit");
+        let key = recalled.hit.key.clone();
+        lock(&self.keys).insert(spec.name.clone(), key.clone());
+        Some(Before::Hit { key, restored: 0 })
+    }
+
     fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String> {
         let before = self.decide(job, needs);
         if let Some(touch) = &self.touch {
@@ -900,6 +1048,11 @@ impl Engine {
             && let Err(err) = stats.save()
         {
             tracing::debug!(%err, "could not save the stat cache");
+        }
+        if let Some(memo) = &self.memo
+            && let Err(err) = memo.save()
+        {
+            tracing::debug!(%err, "could not save the memo");
         }
     }
 }

@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
                 explain: args.explain,
                 unchanged: BTreeMap::new(),
                 manifests: BTreeMap::new(),
+                remember: true,
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,

@@ -288,6 +288,8 @@ impl Session {
                     explain: false,
                     unchanged,
                     manifests: self.manifests.clone(),
+                    // It decides what to run from its own manifests.
+                    remember: false,
                 },
                 parallel: self.args.jobs.map(usize::from),
                 // One failing job must not stop the others in an edit loop.

@@ -14,6 +14,12 @@ pub trait Keys: Send + Sync + 'static {
     /// (`(name, key)`), and restores its stored result if there is one. Blocking.
     fn before(&self, job: usize, needs: &[(String, String)]) -> Result<Before, String>;
 
+    /// What [`Keys::before`] would answer for job `job`, when that is known without blocking
+    /// (a hit checked ahead of the run); `None`: ask `before`.
+    fn known(&self, _job: usize, _needs: &[(String, String)]) -> Option<Before> {
+        None
+    }
+
     /// Stores the result of job `job`, which just passed. Blocking.
     fn after(
         &self,

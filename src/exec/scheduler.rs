@@ -360,12 +360,15 @@ async fn run_job(job: PlannedJob, context: JobContext) -> JobResult {
     };
     let mut waiting = Vec::new();
     let (key, store, notes, secrets) = loop {
-        let before = {
-            let keys = Arc::clone(&keys);
-            let needs = needs.clone();
-            tokio::task::spawn_blocking(move || keys.before(index, &needs))
-                .await
-                .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
+        let before = match keys.known(index, &needs) {
+            Some(known) => Ok(known),
+            None => {
+                let keys = Arc::clone(&keys);
+                let needs = needs.clone();
+                tokio::task::spawn_blocking(move || keys.before(index, &needs))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("computing the key failed: {e}")))
+            }
         };
         match before {
             Err(reason) => {

@@ -11,6 +11,7 @@ use gix::ObjectId;
 use gix::bstr::ByteSlice;
 use gix::index::entry::{Mode, Stat};
 
+use super::memo::Reads;
 use super::repo::{Error, Repo};
 use super::snapshot::Entry;
 
@@ -223,6 +224,11 @@ impl<'r> Ignores<'r> {
         }
     }
 
+    /// Whether any rule was asked about.
+    fn consulted(&self) -> bool {
+        self.stack.is_some()
+    }
+
     fn ignored(&mut self, repo_rel: &str, is_dir: bool) -> Result<bool, Error> {
         if is_dir && let Some(&known) = self.dirs.get(repo_rel) {
             return Ok(known);
@@ -307,12 +313,14 @@ impl Repo {
 
     /// The files under `base` (a directory of the work tree) that `query` selects, with their
     /// content ids, sorted by path. Tracked files come from `index`; a file whose stat data
-    /// matches its entry is not read. Deleted files are absent.
+    /// matches its entry is not read. Deleted files are absent. With `reads`, every path
+    /// looked at is recorded there.
     pub fn files(
         &self,
         index: &IndexSnapshot,
         base: &Path,
         query: &Query<'_>,
+        mut reads: Option<&mut Reads>,
     ) -> Result<Vec<FileId>, Error> {
         let prefix = prefix_of(&index.root, base)?;
         // Sorted, and none under another, each index entry is looked at once at most.
@@ -332,7 +340,14 @@ impl Repo {
                 }
                 let rel = &path[prefix.len()..];
                 if (query.wanted)(rel)
-                    && let Some(file) = tracked_file(&mut at, base, rel, tracked, index.timestamp)?
+                    && let Some(file) = tracked_file(
+                        &mut at,
+                        base,
+                        rel,
+                        tracked,
+                        index.timestamp,
+                        reads.as_deref_mut(),
+                    )?
                 {
                     found.push(file);
                 }
@@ -342,7 +357,7 @@ impl Repo {
             let mut ignores = Ignores::new(self, &prefix);
             let mut untracked = Vec::new();
             for dir in query.walk {
-                walk(base, dir, &mut |rel, is_dir| {
+                let visit = &mut |rel: &str, is_dir: bool| {
                     let repo_rel = format!("{prefix}{rel}");
                     if is_dir {
                         // A directory holding tracked files is entered without asking; one
@@ -360,12 +375,19 @@ impl Repo {
                         untracked.push(rel.to_owned());
                     }
                     Ok(false)
-                })?;
+                };
+                walk(base, dir, visit, reads.as_deref_mut())?;
+            }
+            if ignores.consulted()
+                && let Some(reads) = reads.as_deref_mut()
+            {
+                reads.unsure();
             }
             untracked.sort_unstable();
             untracked.dedup();
             for rel in untracked {
-                if let Some(file) = file_id(&mut at, &base.join(&rel), &rel, None, 0)? {
+                let abs = base.join(&rel);
+                if let Some(file) = file_id(&mut at, &abs, &rel, None, 0, reads.as_deref_mut())? {
                     found.push(file);
                 }
             }
@@ -377,9 +399,10 @@ impl Repo {
             if found.binary_search_by(|f| f.path.as_str().cmp(rel)).is_ok() {
                 continue;
             }
+            let reads = reads.as_deref_mut();
             let file = match index.get(&format!("{prefix}{rel}")) {
-                Some(tracked) => tracked_file(&mut at, base, rel, tracked, index.timestamp)?,
-                None => file_id(&mut at, &base.join(rel), rel, None, 0)?,
+                Some(tracked) => tracked_file(&mut at, base, rel, tracked, index.timestamp, reads)?,
+                None => file_id(&mut at, &base.join(rel), rel, None, 0, reads)?,
             };
             named.extend(file);
         }
@@ -401,12 +424,17 @@ impl Repo {
     ) -> Result<Vec<String>, Error> {
         let mut paths = Vec::new();
         for dir in dirs {
-            walk(base, dir, &mut |rel, is_dir| {
-                if !is_dir && wanted(rel) {
-                    paths.push(rel.to_owned());
-                }
-                Ok(true)
-            })?;
+            walk(
+                base,
+                dir,
+                &mut |rel, is_dir| {
+                    if !is_dir && wanted(rel) {
+                        paths.push(rel.to_owned());
+                    }
+                    Ok(true)
+                },
+                None,
+            )?;
         }
         paths.sort();
         paths.dedup();
@@ -432,7 +460,7 @@ impl Repo {
             dirs: vec![dir.to_owned()],
             files: Vec::new(),
         };
-        walk(self.workdir(), dir, &mut |rel, is_dir| {
+        let visit = &mut |rel: &str, is_dir: bool| {
             if !is_dir {
                 watched.files.push(rel.to_owned());
                 return Ok(false);
@@ -442,14 +470,15 @@ impl Repo {
             }
             watched.dirs.push(rel.to_owned());
             Ok(true)
-        })?;
+        };
+        walk(self.workdir(), dir, visit, None)?;
         Ok(watched)
     }
 
     /// The mode and blob id of the file at `base/rel` as it is now (hashed), or `None` when
     /// there is no file there.
     pub fn file_now(&self, base: &Path, rel: &str) -> Result<Option<FileId>, Error> {
-        file_id(&mut StatAt::default(), &base.join(rel), rel, None, 0)
+        file_id(&mut StatAt::default(), &base.join(rel), rel, None, 0, None)
     }
 
     /// For each of `paths` (relative to the work tree), whether git ignores it: not tracked,
@@ -546,6 +575,7 @@ fn tracked_file(
     rel: &str,
     tracked: &Tracked,
     index_timestamp: i64,
+    reads: Option<&mut Reads>,
 ) -> Result<Option<FileId>, Error> {
     if tracked.stat.is_none() {
         return Ok(Some(FileId {
@@ -554,7 +584,14 @@ fn tracked_file(
             id: tracked.id,
         }));
     }
-    file_id(at, &base.join(rel), rel, Some(tracked), index_timestamp)
+    file_id(
+        at,
+        &base.join(rel),
+        rel,
+        Some(tracked),
+        index_timestamp,
+        reads,
+    )
 }
 
 /// The mode and blob id of the file at `abs`, or `None` if there is no file (or a directory).
@@ -564,11 +601,14 @@ fn file_id(
     rel: &str,
     tracked: Option<&Tracked>,
     index_timestamp: i64,
+    reads: Option<&mut Reads>,
 ) -> Result<Option<FileId>, Error> {
-    let st = match at.lstat(abs) {
-        Ok(Some(st)) => st,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(Error::Io(abs.to_path_buf(), e)),
+    let st = at.lstat(abs).map_err(|e| Error::Io(abs.to_path_buf(), e))?;
+    if let Some(reads) = reads {
+        reads.file(rel, st.as_ref());
+    }
+    let Some(st) = st else {
+        return Ok(None);
     };
     let Some(mode) = FileMode::of_raw(st.st_mode) else {
         return Ok(None);
@@ -657,11 +697,13 @@ fn stat_matches(st: &RawStat, stat: &Stat) -> bool {
 }
 
 /// Calls `visit(rel, is_dir)` for everything under `base/dir` (not following symlinks, never
-/// entering `.git`); a directory is entered only if `visit` returns true for it.
+/// entering `.git`); a directory is entered only if `visit` returns true for it. With `reads`,
+/// each directory listed is recorded there.
 fn walk(
     base: &Path,
     dir: &str,
     visit: &mut dyn FnMut(&str, bool) -> Result<bool, Error>,
+    mut reads: Option<&mut Reads>,
 ) -> Result<(), Error> {
     let start: PathBuf = if dir.is_empty() {
         base.to_path_buf()
@@ -670,6 +712,9 @@ fn walk(
     };
     let mut stack = vec![(start, dir.to_owned())];
     while let Some((abs, rel)) = stack.pop() {
+        if let Some(reads) = reads.as_deref_mut() {
+            reads.dir(&rel, &abs);
+        }
         let entries = match fs::read_dir(&abs) {
             Ok(entries) => entries,
             Err(e)
@@ -811,6 +856,7 @@ mod tests {
                     explicit: &names,
                     within: Some(&within),
                 },
+                None,
             )
             .unwrap();
         let listed: Vec<(&str, String)> = files
@@ -851,6 +897,7 @@ mod tests {
                     explicit: &["src/a.rs".to_owned(), "README".to_owned()],
                     within: Some(&[]),
                 },
+                None,
             )
             .unwrap();
         let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();

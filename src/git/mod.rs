@@ -4,6 +4,7 @@
 mod files;
 mod loose;
 mod materialized;
+mod memo;
 mod remote;
 mod repo;
 mod snapshot;
@@ -11,6 +12,7 @@ mod statcache;
 
 pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_content};
 pub use materialized::Materialized;
+pub use memo::{Memo, Reads, Recalled, Remembered};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::{Changes, Entry, Staged};
 pub(crate) use statcache::FileStat;

@@ -17,6 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 
 use super::files::{FileId, FileMode, RawStat, StatAt, hash_file};
+use super::memo::Reads;
 use super::repo::{Error, Repo, TreeItem};
 use crate::sync::lock;
 
@@ -255,11 +256,27 @@ impl StatCache {
         base: &Path,
         rel: &str,
     ) -> Result<Option<FileId>, Error> {
+        self.file_id_reading(at, base, rel, None)
+    }
+
+    /// [`StatCache::file_id`], recording the file's stat data in `reads`.
+    pub fn file_id_reading(
+        &self,
+        at: &mut StatAt,
+        base: &Path,
+        rel: &str,
+        reads: Option<&mut Reads>,
+    ) -> Result<Option<FileId>, Error> {
         let abs = base.join(rel);
         let st = match at.lstat(&abs) {
-            Ok(Some(st)) => st,
-            Ok(None) => return Ok(None),
+            Ok(st) => st,
             Err(e) => return Err(Error::Io(abs, e)),
+        };
+        if let Some(reads) = reads {
+            reads.file(rel, st.as_ref());
+        }
+        let Some(st) = st else {
+            return Ok(None);
         };
         let Some(mode) = FileMode::of_raw(st.st_mode) else {
             return Ok(None);

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{self, FileId, FileMode, Repo, StatAt, StatCache, TreeEntry, TreeItem};
+use crate::git::{self, FileId, FileMode, Reads, Repo, StatAt, StatCache, TreeEntry, TreeItem};
 
 pub const PREFIX: &str = "refs/weir/cache/";
 const OUTPUTS: &str = "outputs";
@@ -159,6 +159,7 @@ impl<'a> Cache<'a> {
         commit: ObjectId,
         root: &Path,
         stats: &StatCache,
+        mut reads: Option<&mut Reads>,
     ) -> Result<Restored, Error> {
         let items = stats.tree_items(self.repo, commit, OUTPUTS)?;
         let mut disk = DiskCheck::new(root);
@@ -181,7 +182,7 @@ impl<'a> Cache<'a> {
             if !seen.insert(item.path.clone()) {
                 return Err(refuse("it is stored twice".into()));
             }
-            let current = stats.file_id(&mut at, root, &item.path)?;
+            let current = stats.file_id_reading(&mut at, root, &item.path, reads.as_deref_mut())?;
             if current
                 .as_ref()
                 .is_some_and(|c| c.mode == mode && c.id == item.id)

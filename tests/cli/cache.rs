@@ -659,3 +659,151 @@ run = "mkdir -p out && for i in $(seq 200); do echo $i-$(cat seed) > out/f$i; do
             .contains("would be restored")
     );
 }
+
+/// Jobs that each read or write what one kind of change touches; `counts/JOB` counts its runs.
+const MEMO: &str = r#"
+[jobs.edit]
+inputs = ["edit/**"]
+outputs = ["out/edit.txt"]
+run = "mkdir -p counts out; echo run >> counts/edit; cat edit/* > out/edit.txt"
+
+[jobs.after-edit]
+needs = ["edit"]
+inputs = ["after/**"]
+outputs = ["out/after.txt"]
+run = "echo run >> counts/after-edit; cp out/edit.txt out/after.txt"
+
+[jobs.added]
+inputs = ["added/**"]
+run = "mkdir -p counts; echo run >> counts/added"
+
+[jobs.outputs]
+inputs = ["outputs/**"]
+outputs = ["out/kept/**"]
+run = "mkdir -p counts out/kept; echo run >> counts/outputs; echo one > out/kept/one.txt; echo two > out/kept/two.txt"
+
+[jobs.ignored]
+inputs = ["ign/**"]
+run = "mkdir -p counts; echo run >> counts/ignored"
+
+[jobs.gone]
+inputs = ["gone/**"]
+run = "mkdir -p counts; echo run >> counts/gone"
+
+[jobs.step]
+inputs = ["step/**"]
+run = "mkdir -p counts; echo run >> counts/step"
+
+[jobs.untouched]
+inputs = ["untouched/**"]
+outputs = ["out/untouched.txt"]
+run = "mkdir -p counts out; echo run >> counts/untouched; cp untouched/u.txt out/untouched.txt"
+"#;
+
+const MEMO_JOBS: [&str; 8] = [
+    "edit",
+    "after-edit",
+    "added",
+    "outputs",
+    "ignored",
+    "gone",
+    "step",
+    "untouched",
+];
+
+/// Runs every job `runs` says it ran, in `MEMO_JOBS` order.
+fn memo_runs(repo: &TestRepo) -> Vec<usize> {
+    MEMO_JOBS
+        .iter()
+        .map(|job| runs(repo, &format!("counts/{job}")))
+        .collect()
+}
+
+/// Waits until what the last run wrote is settled, runs once to have every hit remembered,
+/// then checks that the next run took every hit from the memo.
+fn remember_every_hit(repo: &TestRepo) {
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    repo.weir(&["run"]).expect_code(0);
+    let mut cmd = repo.weir_cmd(&["run"]);
+    cmd.env("WEIR_LOG", "weir=debug");
+    let remembered = crate::common::Run(cmd.output().expect("run weir"));
+    remembered.expect_code(0);
+    let recalled = remembered
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("unchanged since it last hit"))
+        .count();
+    assert_eq!(recalled, MEMO_JOBS.len(), "{}", remembered.stderr());
+}
+
+#[test]
+fn a_remembered_hit_is_checked_against_every_change_that_matters() {
+    let repo = TestRepo::with_pipeline(MEMO);
+    for (path, content) in [
+        ("edit/a.txt", "aaa\n"),
+        ("added/a.txt", "a\n"),
+        ("outputs/o.txt", "o\n"),
+        ("ign/keep.txt", "k\n"),
+        ("gone/g.txt", "g\n"),
+        ("step/s.txt", "s\n"),
+        ("untouched/u.txt", "u\n"),
+        (".gitignore", "out/\ncounts/\n*.log\n"),
+    ] {
+        repo.write(path, content);
+    }
+    repo.write("ign/x.log", "tracked, though a rule ignores it\n");
+    repo.git(&["add", "-f", "ign/x.log"]);
+    repo.commit_all("init");
+    repo.weir(&["run"]).expect_code(0);
+    assert_eq!(memo_runs(&repo), [1; 8]);
+    remember_every_hit(&repo);
+    assert_eq!(memo_runs(&repo), [1; 8]);
+
+    // Same size, other bytes.
+    repo.write("edit/a.txt", "bbb\n");
+    repo.write("added/new.txt", "untracked\n");
+    std::fs::remove_file(repo.file("out/kept/one.txt")).expect("remove an output");
+    repo.write("out/kept/two.txt", "tampered\n");
+    let gone = repo.git(&[
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/weir/cache/gone/",
+    ]);
+    repo.git(&["update-ref", "-d", gone.trim()]);
+    repo.write(
+        ".pipeline.toml",
+        MEMO.replace("counts/step\"", "counts/step; true\""),
+    );
+    let changed = repo.weir(&["run"]);
+    changed.expect_code(0);
+    assert_eq!(
+        memo_runs(&repo),
+        [2, 2, 2, 1, 1, 2, 2, 1],
+        "{}",
+        changed.stderr()
+    );
+    assert!(
+        changed.stderr().contains("restored 2 output file(s)"),
+        "{}",
+        changed.stderr()
+    );
+    assert_eq!(repo.read("out/kept/one.txt"), "one\n");
+    assert_eq!(repo.read("out/kept/two.txt"), "two\n");
+    assert_eq!(repo.read("out/after.txt"), "bbb\n");
+
+    // An untracked file is read only if no ignore rule says otherwise: a job that reads one
+    // is not remembered.
+    repo.git(&["add", "added/new.txt"]);
+    // A file that leaves the index but not the disk is now an ignored untracked file, which
+    // no job reads.
+    remember_every_hit(&repo);
+    repo.git(&["rm", "-q", "--cached", "ign/x.log"]);
+    let untracked = repo.weir(&["run"]);
+    untracked.expect_code(0);
+    assert_eq!(
+        memo_runs(&repo),
+        [2, 2, 2, 1, 2, 2, 2, 1],
+        "{}",
+        untracked.stderr()
+    );
+}
