@@ -538,7 +538,12 @@ impl StatAt {
         let (Some(dir), Some(name)) = (abs.parent(), abs.file_name()) else {
             return Ok(None);
         };
-        if self.dir.as_ref().is_none_or(|(open, _)| open != dir) {
+        // As bytes: `Path` equality compares component by component.
+        if self
+            .dir
+            .as_ref()
+            .is_none_or(|(open, _)| open.as_os_str() != dir.as_os_str())
+        {
             let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
             let fd = match nix::fcntl::open(dir, flags, nix::sys::stat::Mode::empty()) {
                 Ok(fd) => Some(fd),

@@ -9,7 +9,8 @@
 //! A job is remembered only when nothing it read could change unseen: every file and directory
 //! last changed a while before the run started (file times come from a coarse clock, and a
 //! file changed twice within one tick keeps its times), and no ignore rule decided what it
-//! reads. Kept per machine in `.git/weir/memo`; losing it costs one ordinary run.
+//! reads. Kept per machine and working tree in `.git/weir/memo` (a linked worktree's in its
+//! own git directory); losing it costs one ordinary run.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -70,23 +71,43 @@ impl Seen {
         );
     }
 
-    /// The eight fields [`Seen::encode`] wrote.
-    fn decode<'a>(fields: &mut impl Iterator<Item = &'a str>) -> Option<Seen> {
-        let mode = u32::from_str_radix(fields.next()?, 8).ok()?;
-        let mut number = || fields.next()?.parse::<i64>().ok();
-        let size = number()?;
-        let ino = u64::try_from(number()?).ok()?;
-        let dev = u64::try_from(number()?).ok()?;
-        let mtime = (number()?, number()?);
-        let ctime = (number()?, number()?);
-        Some(Seen {
+    /// The eight fields [`Seen::encode`] wrote, each followed by a space, from the start of
+    /// `text`; and the rest of it. By hand: a run reads thousands of them.
+    fn decode(text: &[u8]) -> Option<(Seen, &[u8])> {
+        let mut at = 0;
+        let mut number = |radix: u64| {
+            let mut n: u64 = 0;
+            let start = at;
+            while let Some(digit) = text.get(at).and_then(|&b| char::from(b).to_digit(10)) {
+                n = n.checked_mul(radix)?.checked_add(u64::from(digit))?;
+                at += 1;
+            }
+            (at > start && text.get(at) == Some(&b' ')).then(|| {
+                at += 1;
+                n
+            })
+        };
+        let mode = u32::try_from(number(8)?).ok()?;
+        let size = i64::try_from(number(10)?).ok()?;
+        let ino = number(10)?;
+        let dev = number(10)?;
+        let mut time = || {
+            Some((
+                i64::try_from(number(10)?).ok()?,
+                i64::try_from(number(10)?).ok()?,
+            ))
+        };
+        let mtime = time()?;
+        let ctime = time()?;
+        let seen = Seen {
             mode,
             size,
             ino,
             dev,
             mtime,
             ctime,
-        })
+        };
+        Some((seen, text.get(at..)?))
     }
 }
 
@@ -176,7 +197,7 @@ impl Memo {
     /// at `now`. An unreadable or foreign file, or one written when other paths were tracked,
     /// holds nothing.
     pub fn load(repo: &Repo, index: &IndexSnapshot, now: SystemTime) -> Memo {
-        let file = repo.weir_dir().join("memo");
+        let file = repo.worktree_weir_dir().join("memo");
         let tracked = tracked_hash(index);
         let settled = now
             .checked_sub(SETTLED)
@@ -224,18 +245,19 @@ impl Memo {
         let commit = ObjectId::from_hex(lines.next()?.strip_prefix("commit ")?.as_bytes()).ok()?;
         let mut at = StatAt::default();
         for line in lines {
-            let (kind, rest) = line.split_once(' ')?;
-            let (seen, path) = if let Some(path) = rest.strip_prefix("- ") {
-                (None, path)
-            } else {
-                let mut fields = rest.splitn(9, ' ');
-                let seen = Seen::decode(&mut fields)?;
-                (Some(seen), fields.next()?)
+            let (kind, rest) = line.as_bytes().split_first_chunk::<2>()?;
+            let (seen, path) = match rest.strip_prefix(b"- ") {
+                Some(path) => (None, path),
+                None => {
+                    let (seen, path) = Seen::decode(rest)?;
+                    (Some(seen), path)
+                }
             };
-            let abs = root.join(path);
+            // What follows ASCII fields: a whole UTF-8 string.
+            let abs = root.join(line.get(line.len() - path.len()..)?);
             let now = match kind {
-                "f" => at.lstat(&abs).ok()?.as_ref().map(Seen::of),
-                "d" => match nix::sys::stat::stat(&abs) {
+                b"f " => at.lstat(&abs).ok()?.as_ref().map(Seen::of),
+                b"d " => match nix::sys::stat::stat(&abs) {
                     Ok(st) => Some(Seen::of(&st)),
                     Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => None,
                     Err(_) => return None,
@@ -465,7 +487,7 @@ mod tests {
         fs::write(root.join("src/a.txt"), "one").expect("write");
         assert_eq!(remembered(&repo, root), Some(hit()));
 
-        let file = repo.weir_dir().join("memo");
+        let file = repo.worktree_weir_dir().join("memo");
         let text = fs::read_to_string(&file).expect("read the memo");
         let key = format!("key {}", hit().key);
         let other = format!("key {}", "j".repeat(64));

@@ -165,6 +165,12 @@ impl Repo {
         self.repo.common_dir().join("weir")
     }
 
+    /// Where weir keeps what concerns this working tree alone: [`Repo::weir_dir`] for the main
+    /// one, `.git/worktrees/NAME/weir/` for a linked one (removed with it).
+    pub fn worktree_weir_dir(&self) -> PathBuf {
+        self.repo.git_dir().join("weir")
+    }
+
     /// The output files kept for restores to link: `.git/weir/blobs/`.
     pub fn materialized(&self) -> super::Materialized {
         super::Materialized::new(self.weir_dir().join("blobs"))
