@@ -352,8 +352,11 @@ impl Engine {
                 .unwrap_or_else(|| "origin".to_owned())
         });
         let hits_possible = !options.no_cache && jobs.iter().any(|j| j.cache && j.deploy.is_none());
-        let memo = (options.remember && in_worktree && hits_possible)
-            .then(|| Memo::load(&repo, &index, std::time::SystemTime::now()));
+        let memo = (options.remember && in_worktree && hits_possible).then(|| {
+            let memo = Memo::load(&repo, &index, std::time::SystemTime::now());
+            memo.retain(|job| pipeline.job(job).is_some());
+            memo
+        });
         // Reading it takes a while (a line per output file), and the first hit needs it,
         // unless the memo has every hit.
         let loading = (in_worktree && hits_possible && memo.as_ref().is_none_or(Memo::is_empty))

@@ -313,6 +313,14 @@ impl Memo {
         lock(&self.changes).insert(job.to_owned(), Some(body));
     }
 
+    /// Forgets every job `keep` rejects (gone from the pipeline).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut changes = lock(&self.changes);
+        for job in self.sections.keys().filter(|job| !keep(job)) {
+            changes.insert(job.clone(), None);
+        }
+    }
+
     /// Forgets `job` (it did not hit, or its hit cannot be remembered).
     pub fn forget(&self, job: &str) {
         if self.sections.contains_key(job) {
@@ -454,6 +462,24 @@ mod tests {
         assert_eq!(remembered(&repo, root), Some(hit()));
         fs::write(root.join("extra.txt"), "appeared").expect("write");
         assert_eq!(recall(&repo, root, "given"), None);
+    }
+
+    #[test]
+    fn jobs_gone_from_the_pipeline_are_forgotten() {
+        let (dir, repo) = test_repo();
+        let root = dir.path();
+        fs::create_dir(root.join("src")).expect("mkdir");
+        fs::write(root.join("src/a.txt"), "one").expect("write");
+        let both = memo(&repo);
+        both.remember("build", "given", &hit(), reads(root));
+        both.remember("lint", "given", &hit(), reads(root));
+        both.save().expect("save the memo");
+
+        let renamed = memo(&repo);
+        renamed.retain(|job| job == "lint");
+        renamed.save().expect("save the memo");
+        assert!(!memo(&repo).has("build"));
+        assert!(memo(&repo).has("lint"));
     }
 
     #[test]
