@@ -2,7 +2,7 @@
 //! its manifest and key, whether a stored result can be restored, reading its secrets when it is
 //! about to run, and storing new results (never one whose outputs hold a secret value).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -36,6 +36,86 @@ pub struct CacheOptions {
     /// Take hits from, and keep them in, the memo of the last hits (see [`Memo`]): for
     /// `weir run` in the working tree.
     pub remember: bool,
+    /// That memo's work, started early.
+    pub early: Option<Early>,
+}
+
+/// Each of `jobs`' remembered hits in `memo` whose paths are unchanged and whose cache entry is
+/// still there: checked on as many threads as there are cores, since checking is mostly waiting
+/// on `stat`.
+fn recall(repo: &Repo, memo: &Memo, jobs: &[String]) -> HashMap<String, Recalled> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |repo: &Repo| {
+        let cache = Cache::new(repo);
+        let mut found = Vec::new();
+        loop {
+            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(at) else {
+                return found;
+            };
+            if let Some(recall) = memo.recall(job, repo.workdir())
+                && cache.lookup(job, &recall.hit.key).ok() == Some(Some(recall.hit.commit))
+            {
+                found.push((job.clone(), recall));
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(jobs.len());
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads)
+            .map(|_| {
+                let repo = repo.clone();
+                scope.spawn(move || work(&repo))
+            })
+            .collect();
+        let mine = work(repo);
+        helpers
+            .into_iter()
+            .filter_map(|h| h.join().ok())
+            .chain([mine])
+            .flatten()
+            .collect()
+    })
+}
+
+/// A `weir run`'s memo work, started before its pipeline is loaded: the index read, the memo
+/// loaded and every remembered hit checked, on threads of its own (see [`Memo`]). The engine
+/// takes what it found.
+#[derive(Debug, Clone)]
+pub struct Early(Arc<Mutex<Option<std::thread::JoinHandle<Option<EarlyRead>>>>>);
+
+struct EarlyRead {
+    index: IndexSnapshot,
+    memo: Memo,
+    recalled: HashMap<String, Recalled>,
+}
+
+impl Early {
+    pub fn start(repo: &Repo) -> Early {
+        let repo = repo.clone();
+        let now = std::time::SystemTime::now();
+        let thread = std::thread::Builder::new()
+            .name("memo".to_owned())
+            .spawn(move || {
+                let index = repo.index_snapshot().ok()?;
+                let memo = Memo::load(&repo, &index, now);
+                let jobs: Vec<String> = memo.jobs().map(str::to_owned).collect();
+                let recalled = recall(&repo, &memo, &jobs);
+                Some(EarlyRead {
+                    index,
+                    memo,
+                    recalled,
+                })
+            })
+            .ok();
+        Early(Arc::new(Mutex::new(thread)))
+    }
+
+    fn take(&self) -> Option<EarlyRead> {
+        lock(&self.0).take()?.join().ok().flatten()
+    }
 }
 
 /// Which files a job reads.
@@ -321,8 +401,18 @@ impl Engine {
         // A hook's run (in a snapshot) is a check or two with no outputs: a thread to read the
         // stat cache ahead costs it more than it saves.
         let in_worktree = matches!(workspace, Workspace::Worktree);
+        let (early_index, early_memo) = match options.early.as_ref().and_then(Early::take) {
+            Some(read) if in_worktree => (Some(read.index), Some((read.memo, read.recalled))),
+            _ => (None, None),
+        };
         let (index, root, touch) = match workspace {
-            Workspace::Worktree => (repo.index_snapshot()?, pipeline.root.clone(), None),
+            Workspace::Worktree => {
+                let index = match early_index {
+                    Some(index) => index,
+                    None => repo.index_snapshot()?,
+                };
+                (index, pipeline.root.clone(), None)
+            }
             Workspace::Snapshot {
                 root,
                 dir,
@@ -352,11 +442,18 @@ impl Engine {
                 .unwrap_or_else(|| "origin".to_owned())
         });
         let hits_possible = !options.no_cache && jobs.iter().any(|j| j.cache && j.deploy.is_none());
-        let memo = (options.remember && in_worktree && hits_possible).then(|| {
-            let memo = Memo::load(&repo, &index, std::time::SystemTime::now());
+        let (memo, recalled) = match (options.remember && in_worktree && hits_possible, early_memo)
+        {
+            (false, _) => (None, None),
+            (true, Some((memo, recalled))) => (Some(memo), Some(recalled)),
+            (true, None) => (
+                Some(Memo::load(&repo, &index, std::time::SystemTime::now())),
+                None,
+            ),
+        };
+        if let Some(memo) = &memo {
             memo.retain(|job| pipeline.job(job).is_some());
-            memo
-        });
+        }
         // Reading it takes a while (a line per output file), and the first hit needs it,
         // unless the memo has every hit.
         let loading = (in_worktree && hits_possible && memo.as_ref().is_none_or(Memo::is_empty))
@@ -388,7 +485,14 @@ impl Engine {
             recalled: Vec::new(),
         };
         let started = std::time::Instant::now();
-        engine.recalled = engine.recall_all();
+        engine.recalled = match recalled {
+            Some(mut found) => engine
+                .jobs
+                .iter()
+                .map(|spec| spec.memo.as_ref().and(found.remove(&spec.name)))
+                .collect(),
+            None => engine.recall_planned(),
+        };
         tracing::debug!(
             recalled = engine.recalled.iter().flatten().count(),
             elapsed = ?started.elapsed(),
@@ -397,52 +501,23 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Each job's remembered hit, if it still holds (but for the job's needs' keys, which are
-    /// known only as the run goes): checked for all jobs at once, on as many threads as there
-    /// are cores, since each job's check is mostly waiting on `stat`.
-    fn recall_all(&self) -> Vec<Option<Recalled>> {
-        let mut recalled = vec![None; self.jobs.len()];
+    /// Each planned job's remembered hit, if it still holds (but for the job's needs' keys,
+    /// which are known only as the run goes).
+    fn recall_planned(&self) -> Vec<Option<Recalled>> {
         let Some(memo) = self.memo.as_ref().filter(|m| !m.is_empty()) else {
-            return recalled;
+            return vec![None; self.jobs.len()];
         };
-        let jobs: Vec<usize> = (0..self.jobs.len())
-            .filter(|&j| self.jobs[j].memo.is_some() && memo.has(&self.jobs[j].name))
+        let names: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|spec| spec.memo.is_some() && memo.has(&spec.name))
+            .map(|spec| spec.name.clone())
             .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || {
-            let repo = self.repo();
-            let cache = Cache::new(&repo);
-            let mut found = Vec::new();
-            loop {
-                let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&job) = jobs.get(at) else {
-                    return found;
-                };
-                let name = &self.jobs[job].name;
-                if let Some(recall) = memo.recall(name, &self.root)
-                    && cache.lookup(name, &recall.hit.key).ok() == Some(Some(recall.hit.commit))
-                {
-                    found.push((job, recall));
-                }
-            }
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(jobs.len());
-        std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-            let mine = work();
-            for found in helpers
-                .into_iter()
-                .filter_map(|h| h.join().ok())
-                .chain([mine])
-            {
-                for (job, recall) in found {
-                    recalled[job] = Some(recall);
-                }
-            }
-        });
-        recalled
+        let mut found = recall(&self.repo(), memo, &names);
+        self.jobs
+            .iter()
+            .map(|spec| spec.memo.as_ref().and(found.remove(&spec.name)))
+            .collect()
     }
 
     /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
@@ -745,7 +820,7 @@ impl Engine {
             .memo
             .as_ref()
             .and_then(|memo| Some((memo, self.given(job, needs)?)));
-        let mut reads = memo.as_ref().map(|_| Reads::default());
+        let mut reads = memo.as_ref().map(|_| Reads::under(&self.root_in_repo));
         let manifest = self.manifest_reading(job, needs, reads.as_mut())?;
         let key = manifest.key();
         lock(&self.keys).insert(spec.name.clone(), key.clone());

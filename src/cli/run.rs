@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use crate::config::{Event, Job, Pipeline};
 use crate::deploy::{Deploys, Mode};
-use crate::engine::{CacheOptions, Engine, JobSpec, Workspace};
+use crate::engine::{CacheOptions, Early, Engine, JobSpec, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
 use crate::exec::{self, Keys, Options, PlannedJob, Stop};
@@ -54,6 +54,9 @@ fn parse_event(name: &str) -> Result<Event, String> {
 
 pub fn run(args: Args) -> Result<u8, Error> {
     let context = super::Context::discover()?;
+    // A plain `weir run` checks the hits it remembers while its pipeline loads.
+    let early = (!args.no_cache && args.names.is_empty() && args.event.is_none())
+        .then(|| Early::start(&context.repo));
     let pipeline = context.pipeline()?;
     // Asking for a run is trusting the pipeline as it is: hooks may run it from now on.
     let bytes = std::fs::read(&pipeline.path)
@@ -88,6 +91,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
                 unchanged: BTreeMap::new(),
                 manifests: BTreeMap::new(),
                 remember: true,
+                early,
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,

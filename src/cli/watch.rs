@@ -290,6 +290,7 @@ impl Session {
                     manifests: self.manifests.clone(),
                     // It decides what to run from its own manifests.
                     remember: false,
+                    early: None,
                 },
                 parallel: self.args.jobs.map(usize::from),
                 // One failing job must not stop the others in an edit loop.

@@ -130,29 +130,46 @@ impl Kind {
 }
 
 /// What deciding a job's key and hit read from the file system, as it was read; paths are
-/// relative to the pipeline root.
+/// kept relative to the work tree.
 #[derive(Debug, Default)]
 pub struct Reads {
+    /// Where the paths given are, relative to the work tree (`""`: its root).
+    under: String,
     seen: Vec<(Kind, String, Option<Seen>)>,
     /// Something decided what was read that stat data cannot stand for (an ignore rule).
     unsure: bool,
 }
 
 impl Reads {
-    /// `lstat` of file `rel` gave `st` (`None`: nothing there).
-    pub(super) fn file(&mut self, rel: &str, st: Option<&RawStat>) {
-        self.seen
-            .push((Kind::File, rel.to_owned(), st.map(Seen::of)));
+    /// Reads of paths given relative to `under`, a directory of the work tree (relative to it).
+    pub fn under(under: &Path) -> Reads {
+        Reads {
+            under: under.to_string_lossy().into_owned(),
+            ..Reads::default()
+        }
     }
 
-    /// Directory `abs` (`rel` under the root) is about to be listed.
+    fn path(&self, rel: &str) -> String {
+        match (self.under.is_empty(), rel.is_empty()) {
+            (true, _) => rel.to_owned(),
+            (false, true) => self.under.clone(),
+            (false, false) => format!("{}/{rel}", self.under),
+        }
+    }
+
+    /// `lstat` of file `rel` gave `st` (`None`: nothing there).
+    pub(super) fn file(&mut self, rel: &str, st: Option<&RawStat>) {
+        let path = self.path(rel);
+        self.seen.push((Kind::File, path, st.map(Seen::of)));
+    }
+
+    /// Directory `abs` (`rel`) is about to be listed.
     pub(super) fn dir(&mut self, rel: &str, abs: &Path) {
+        let path = self.path(rel);
         match nix::sys::stat::stat(abs) {
-            Ok(st) => self
-                .seen
-                .push((Kind::Dir, rel.to_owned(), Some(Seen::of(&st)))),
+            Ok(st) => self.seen.push((Kind::Dir, path, Some(Seen::of(&st)))),
             Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR) => {
-                self.seen.push((Kind::Dir, rel.to_owned(), None));
+                self.seen.push((Kind::Dir, path, None));
             }
             Err(_) => self.unsure = true,
         }
@@ -231,8 +248,13 @@ impl Memo {
         self.sections.contains_key(job)
     }
 
-    /// `job`'s remembered hit, if nothing it read under `root` has changed since; the caller
-    /// checks that what it was given is still the same.
+    /// Every job remembered.
+    pub fn jobs(&self) -> impl Iterator<Item = &str> {
+        self.sections.keys().map(String::as_str)
+    }
+
+    /// `job`'s remembered hit, if nothing it read in the work tree at `root` has changed
+    /// since; the caller checks that what it was given is still the same.
     pub fn recall(&self, job: &str, root: &Path) -> Option<Recalled> {
         let (range, hash) = self.sections.get(job)?;
         let body = self.text.get(range.clone())?;

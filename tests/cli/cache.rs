@@ -807,3 +807,45 @@ fn a_remembered_hit_is_checked_against_every_change_that_matters() {
         untracked.stderr()
     );
 }
+
+#[test]
+fn a_pipeline_below_the_root_and_a_named_job_are_remembered_too() {
+    let repo = TestRepo::new();
+    repo.write(
+        "sub/.pipeline.toml",
+        r#"
+[jobs.build]
+inputs = ["src/**"]
+outputs = ["out/**"]
+run = "mkdir -p out; cat src/* > out/all.txt"
+"#,
+    );
+    repo.write("sub/src/a.txt", "a\n");
+    repo.write(".gitignore", "out/\n");
+    repo.commit_all("init");
+    let weir = |args: &[&str], log: bool| {
+        let mut cmd = repo.weir_cmd(args);
+        cmd.current_dir(repo.file("sub"));
+        if log {
+            cmd.env("WEIR_LOG", "weir=debug");
+        }
+        let run = crate::common::Run(cmd.output().expect("run weir"));
+        run.expect_code(0);
+        run.stderr()
+    };
+    weir(&["run"], false);
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    weir(&["run"], false);
+    for args in [&["run"][..], &["run", "build"][..]] {
+        let stderr = weir(args, true);
+        assert!(
+            stderr.contains("unchanged since it last hit job=build"),
+            "{args:?}: {stderr}"
+        );
+    }
+
+    repo.write("sub/src/b.txt", "b\n");
+    let stderr = weir(&["run", "build"], false);
+    assert!(stderr.contains("build: passed"), "{stderr}");
+    assert_eq!(repo.read("sub/out/all.txt"), "a\nb\n");
+}
