@@ -12,7 +12,8 @@ use crate::env_vars;
 use crate::error::{Error, exit};
 use crate::git::{Entry, Repo};
 use crate::graph::{self, Graph, Selection};
-use crate::report::{Output, RunOutcome};
+use crate::report::{JobStatus, Output, RunOutcome};
+use crate::store::cache::Cache;
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
 use crate::workspace::{Delta, Snapshot, Watch, Worktree};
@@ -123,6 +124,14 @@ fn pre_commit() -> Result<u8, Error> {
     // from, else once the index is read and the snapshot turns out to differ. An index
     // without a checksum (`index.skipHash`, which `feature.manyFiles` sets) tells nothing.
     let checksum = repo.index_checksum(index_file.as_deref());
+    let run_id = staged_run_id(repo, &pipeline, checksum.as_deref())?;
+    if let Some(id) = &run_id
+        && let Some(known) = snapshot.remembered_hits(id)
+        && entries_present(repo, &known)
+    {
+        tracing::debug!(jobs = known.len(), "the same staged content hit before");
+        return repeat_hits(&context, &pipeline, &snapshot, known);
+    }
     let seen = checksum.as_deref().is_some_and(|c| snapshot.synced_from(c));
     let speculative = match checksum {
         Some(_) if !seen => snapshot.watch_early(),
@@ -184,6 +193,9 @@ fn pre_commit() -> Result<u8, Error> {
         if let Some(early) = early {
             early.discard();
         }
+        if let Some(id) = &run_id {
+            snapshot.remember_hits(id, &BTreeMap::new());
+        }
         return Ok(exit::SUCCESS);
     }
     let graph = Graph::select(&pipeline, &Selection::Named(names))?;
@@ -223,6 +235,16 @@ fn pre_commit() -> Result<u8, Error> {
     snapshot.record(done.touched.as_ref());
     tracing::debug!(elapsed = ?clock.elapsed(), "ran the jobs");
     let (outcome, engine) = (done.outcome, done.engine);
+    let hits: Option<BTreeMap<String, String>> = done
+        .jobs
+        .iter()
+        .map(|job| {
+            Some((job.name.clone(), job.key.clone()?)).filter(|_| job.status == JobStatus::Cached)
+        })
+        .collect();
+    if let (Some(id), Some(hits), RunOutcome::Passed) = (&run_id, hits, outcome) {
+        snapshot.remember_hits(id, &hits);
+    }
     if outcome != RunOutcome::Passed {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
         return Ok(exit_code(outcome));
@@ -238,6 +260,73 @@ fn pre_commit() -> Result<u8, Error> {
         &snapshot.dir,
         &changed,
     )
+}
+
+/// What decides a pre-commit run, known without reading the index: the staged content (the
+/// index file's checksum), HEAD (against which staged files are changes), the pipeline's
+/// place and bytes, and weir's version. `None` for an index without a checksum.
+fn staged_run_id(
+    repo: &Repo,
+    pipeline: &Pipeline,
+    checksum: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let Some(checksum) = checksum else {
+        return Ok(None);
+    };
+    let Ok(bytes) = std::fs::read(&pipeline.path) else {
+        return Ok(None);
+    };
+    let head = repo.head()?.map(|id| id.to_string()).unwrap_or_default();
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(concat!("weir ", env!("CARGO_PKG_VERSION"), "\n").as_bytes());
+    for part in [
+        checksum.as_bytes(),
+        head.as_bytes(),
+        pipeline.path.as_os_str().as_encoded_bytes(),
+    ] {
+        hasher.update(part);
+        hasher.update(b"\n");
+    }
+    hasher.update(&bytes);
+    Ok(Some(hasher.finalize().to_hex().to_string()))
+}
+
+/// Whether every one of these keys (by job) still has its cache entry.
+fn entries_present(repo: &Repo, keys: &BTreeMap<String, String>) -> bool {
+    let cache = Cache::new(repo);
+    keys.iter()
+        .all(|(job, key)| matches!(cache.lookup(job, key), Ok(Some(_))))
+}
+
+/// Runs again, as hits with these keys, the jobs of a pre-commit run whose every job hit on the
+/// same staged content: what the run would find, without reading the index or syncing.
+fn repeat_hits(
+    context: &Context,
+    pipeline: &Pipeline,
+    snapshot: &Snapshot,
+    known: BTreeMap<String, String>,
+) -> Result<u8, Error> {
+    if known.is_empty() {
+        return Ok(exit::SUCCESS);
+    }
+    let graph = Graph::select(pipeline, &Selection::Named(known.keys().cloned().collect()))?;
+    let root = root_in(&snapshot.dir, &context.repo, &pipeline.root);
+    let mut run = execution(
+        Event::PreCommit,
+        Workspace::Snapshot {
+            root,
+            dir: snapshot.dir.clone(),
+            entries: Vec::new(),
+            watch: None,
+        },
+        None,
+    );
+    run.cache.known = known;
+    let done = execute_with(context, pipeline, &graph, run)?;
+    if done.outcome != RunOutcome::Passed {
+        Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
+    }
+    Ok(exit_code(done.outcome))
 }
 
 /// `paths` (relative to the repository) that lie under the pipeline root, relative to it.

@@ -92,6 +92,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
                 manifests: BTreeMap::new(),
                 remember: true,
                 early,
+                known: BTreeMap::new(),
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,

@@ -291,6 +291,7 @@ impl Session {
                     // It decides what to run from its own manifests.
                     remember: false,
                     early: None,
+                    known: BTreeMap::new(),
                 },
                 parallel: self.args.jobs.map(usize::from),
                 // One failing job must not stop the others in an edit loop.

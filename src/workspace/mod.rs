@@ -4,7 +4,7 @@
 
 mod track;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,8 @@ pub struct Snapshot {
     /// The checksum of the index file the last sync was from. Another index file most likely
     /// stages other content, so the watch a sync needs starts before the index is read.
     index: PathBuf,
+    /// The last run whose every job hit: what identifies it, and each job's key.
+    hits: PathBuf,
 }
 
 /// What a sync starts from (see [`Snapshot::prepare`]).
@@ -146,7 +148,39 @@ impl Snapshot {
             base: base.join("base"),
             dirs: base.join("dirs"),
             index: base.join("index"),
+            hits: base.join("hits"),
         }
+    }
+
+    /// The keys (by job) of the run identified by `run` (see `cli::hook`), if the last run
+    /// whose every job hit was that one.
+    pub fn remembered_hits(&self, run: &str) -> Option<BTreeMap<String, String>> {
+        let text = fs::read_to_string(&self.hits).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != run {
+            return None;
+        }
+        lines
+            .map(|line| {
+                let (key, job) = line.split_once(' ')?;
+                Some((job.to_owned(), key.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Remembers that every job of the run identified by `run` hit, with these keys.
+    pub fn remember_hits(&self, run: &str, keys: &BTreeMap<String, String>) {
+        if keys
+            .iter()
+            .any(|(job, key)| job.contains('\n') || key.contains(' '))
+        {
+            return;
+        }
+        let mut text = format!("{run}\n");
+        for (job, key) in keys {
+            text.push_str(&format!("{key} {job}\n"));
+        }
+        let _ = statefile::replace(&self.hits, text.as_bytes());
     }
 
     /// Whether the last sync was from the index file with this checksum (see

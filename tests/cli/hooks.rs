@@ -157,6 +157,83 @@ fn check_fine_then_hit_then_block_bad(repo: &TestRepo) {
     assert!(!ok && err.contains("c.txt"), "{err}");
 }
 
+/// `git commit` with hooks and weir's debug log; returns (success, stderr).
+fn commit_logged(repo: &TestRepo, message: &str) -> (bool, String) {
+    let mut cmd = std::process::Command::new("git");
+    repo.hermetic(&mut cmd);
+    let out = cmd
+        .args(["commit", "-m", message])
+        .env("WEIR_LOG", "weir=debug")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_same_staged_content_on_the_same_head_repeats_its_hits_while_their_entries_last() {
+    const REPEATED: &str = "the same staged content hit before";
+    let repo = lint_repo();
+    repo.write("c.txt", "fine\n");
+    repo.git(&["add", "c.txt"]);
+    let again = |note: &str| {
+        repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+        let (ok, err) = commit_logged(&repo, note);
+        assert!(ok, "{note}: {err}");
+        err
+    };
+    let (ok, err) = commit_logged(&repo, "checked");
+    assert!(
+        ok && err.contains("lint: passed") && !err.contains(REPEATED),
+        "{err}"
+    );
+    let err = again("a hit");
+    assert!(
+        err.contains("lint: cached") && !err.contains(REPEATED),
+        "{err}"
+    );
+    let err = again("the hit again");
+    assert!(
+        err.contains("lint: cached") && err.contains(REPEATED),
+        "{err}"
+    );
+
+    // An entry that is gone is a miss.
+    for entry in repo
+        .git(&[
+            "for-each-ref",
+            "--format=%(refname)",
+            "refs/weir/cache/lint/",
+        ])
+        .lines()
+    {
+        repo.git(&["update-ref", "-d", entry]);
+    }
+    let err = again("the entry is gone");
+    assert!(
+        err.contains("lint: passed") && !err.contains(REPEATED),
+        "{err}"
+    );
+
+    // Another pipeline is another run, even when its jobs' keys are the same.
+    repo.write(".pipeline.toml", format!("# a comment\n{LINT}"));
+    repo.weir(&["trust"]).expect_code(0);
+    let err = again("another pipeline");
+    assert!(
+        err.contains("lint: cached") && !err.contains(REPEATED),
+        "{err}"
+    );
+
+    // Bad content is checked, whatever was remembered.
+    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+    repo.write("c.txt", "BAD\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit_logged(&repo, "bad");
+    assert!(!ok && err.contains("lint: failed"), "{err}");
+}
+
 const FIX: &str = r#"
 [jobs.squeeze]
 on = ["pre-commit"]
