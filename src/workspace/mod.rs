@@ -153,19 +153,22 @@ impl Snapshot {
     }
 
     /// The keys (by job) of the run identified by `run` (see `cli::hook`), if the last run
-    /// whose every job hit was that one.
+    /// whose every job hit was that one. A file not whole (it names how many jobs it holds)
+    /// is no record.
     pub fn remembered_hits(&self, run: &str) -> Option<BTreeMap<String, String>> {
         let text = fs::read_to_string(&self.hits).ok()?;
         let mut lines = text.lines();
-        if lines.next()? != run {
+        let (id, count) = lines.next()?.split_once(' ')?;
+        if id != run {
             return None;
         }
-        lines
+        let keys: BTreeMap<String, String> = lines
             .map(|line| {
                 let (key, job) = line.split_once(' ')?;
                 Some((job.to_owned(), key.to_owned()))
             })
-            .collect()
+            .collect::<Option<_>>()?;
+        (count.parse() == Ok(keys.len())).then_some(keys)
     }
 
     /// Remembers that every job of the run identified by `run` hit, with these keys.
@@ -176,7 +179,7 @@ impl Snapshot {
         {
             return;
         }
-        let mut text = format!("{run}\n");
+        let mut text = format!("{run} {}\n", keys.len());
         for (job, key) in keys {
             text.push_str(&format!("{key} {job}\n"));
         }
@@ -1282,6 +1285,27 @@ mod tests {
         // What a run that touched nothing records.
         drop(watch);
         snapshot.record(Some(&Touched::default()));
+    }
+
+    #[test]
+    fn remembered_hits_belong_to_one_run_and_only_a_whole_record_counts() {
+        let (_dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        fs::create_dir_all(snapshot.hits.parent().expect("a parent")).expect("mkdir");
+        let keys: BTreeMap<String, String> = [("lint", "k1"), ("fmt check", "k2")]
+            .map(|(job, key)| (job.to_owned(), key.to_owned()))
+            .into();
+        snapshot.remember_hits("run-a", &keys);
+        assert_eq!(snapshot.remembered_hits("run-a"), Some(keys.clone()));
+        assert_eq!(snapshot.remembered_hits("run-b"), None);
+
+        let text = fs::read_to_string(&snapshot.hits).expect("read the record");
+        let cut = text.lines().take(2).collect::<Vec<_>>().join("\n");
+        fs::write(&snapshot.hits, cut).expect("write");
+        assert_eq!(snapshot.remembered_hits("run-a"), None, "a line is missing");
+
+        snapshot.remember_hits("run-c", &BTreeMap::new());
+        assert_eq!(snapshot.remembered_hits("run-c"), Some(BTreeMap::new()));
     }
 
     #[test]
