@@ -432,6 +432,14 @@ mod tests {
         }
     }
 
+    /// A repository whose work tree holds `src/a.txt`.
+    fn repo_with_src() -> (tempfile::TempDir, Repo) {
+        let (dir, repo) = test_repo();
+        fs::create_dir(dir.path().join("src")).expect("mkdir");
+        fs::write(dir.path().join("src/a.txt"), "one").expect("write");
+        (dir, repo)
+    }
+
     /// What a job read: `src/a.txt`, the `src` directory, and a missing `extra.txt`.
     fn reads(root: &Path) -> Reads {
         let mut reads = Reads::default();
@@ -460,10 +468,8 @@ mod tests {
 
     #[test]
     fn a_hit_is_recalled_until_anything_it_read_changes() {
-        let (dir, repo) = test_repo();
+        let (dir, repo) = repo_with_src();
         let root = dir.path();
-        fs::create_dir(root.join("src")).expect("mkdir");
-        fs::write(root.join("src/a.txt"), "one").expect("write");
 
         assert_eq!(remembered(&repo, root), Some(hit()));
         assert_eq!(recall(&repo, root, "other given"), None);
@@ -488,10 +494,8 @@ mod tests {
 
     #[test]
     fn jobs_gone_from_the_pipeline_are_forgotten() {
-        let (dir, repo) = test_repo();
+        let (dir, repo) = repo_with_src();
         let root = dir.path();
-        fs::create_dir(root.join("src")).expect("mkdir");
-        fs::write(root.join("src/a.txt"), "one").expect("write");
         let both = memo(&repo);
         both.remember("build", "given", &hit(), reads(root));
         both.remember("lint", "given", &hit(), reads(root));
@@ -506,10 +510,8 @@ mod tests {
 
     #[test]
     fn nothing_is_remembered_that_could_change_unseen() {
-        let (dir, repo) = test_repo();
+        let (dir, repo) = repo_with_src();
         let root = dir.path();
-        fs::create_dir(root.join("src")).expect("mkdir");
-        fs::write(root.join("src/a.txt"), "one").expect("write");
         let index = repo.index_snapshot().expect("read the index");
 
         // Written just now, by a run starting now.
@@ -529,10 +531,8 @@ mod tests {
 
     #[test]
     fn another_set_of_tracked_paths_or_a_damaged_section_forgets_every_job() {
-        let (dir, repo) = test_repo();
+        let (dir, repo) = repo_with_src();
         let root = dir.path();
-        fs::create_dir(root.join("src")).expect("mkdir");
-        fs::write(root.join("src/a.txt"), "one").expect("write");
         assert_eq!(remembered(&repo, root), Some(hit()));
 
         let file = repo.worktree_weir_dir().join("memo");
