@@ -51,9 +51,9 @@ fn read_stdin() -> Result<String, Error> {
     Ok(input)
 }
 
-/// The working tree's pipeline, if its exact bytes are trusted on this machine: a pipeline
+/// The working tree's pipeline and its bytes, if those are trusted on this machine: a pipeline
 /// changed by a pull or checkout runs nothing until the user has reviewed it.
-fn trusted_pipeline(context: &Context) -> Result<Pipeline, Error> {
+fn trusted_pipeline(context: &Context) -> Result<(Pipeline, Vec<u8>), Error> {
     let pipeline = context.pipeline()?;
     let bytes = std::fs::read(&pipeline.path)
         .map_err(|e| Error::io(format!("cannot read {}", pipeline.path.display()), e))?;
@@ -64,7 +64,7 @@ fn trusted_pipeline(context: &Context) -> Result<Pipeline, Error> {
         .display()
         .to_string();
     trust::check(&context.repo, &bytes, &shown)?;
-    Ok(pipeline)
+    Ok((pipeline, bytes))
 }
 
 /// The jobs of `event`, or `None` when the pipeline has none (the hook then does nothing).
@@ -110,7 +110,7 @@ fn execution(trigger: Event, workspace: Workspace, source: Option<gix::ObjectId>
 
 fn pre_commit() -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = trusted_pipeline(&context)?;
+    let (pipeline, bytes) = trusted_pipeline(&context)?;
     let Some(all) = event_graph(&pipeline, Event::PreCommit)? else {
         return Ok(exit::SUCCESS);
     };
@@ -124,7 +124,7 @@ fn pre_commit() -> Result<u8, Error> {
     // from, else once the index is read and the snapshot turns out to differ. An index
     // without a checksum (`index.skipHash`, which `feature.manyFiles` sets) tells nothing.
     let checksum = repo.index_checksum(index_file.as_deref());
-    let run_id = staged_run_id(repo, &pipeline, checksum.as_deref())?;
+    let run_id = staged_run_id(repo, &pipeline, &bytes, checksum.as_deref())?;
     if let Some(id) = &run_id
         && let Some(known) = snapshot.remembered_hits(id)
         && entries_present(repo, &known)
@@ -264,16 +264,14 @@ fn pre_commit() -> Result<u8, Error> {
 
 /// What decides a pre-commit run, known without reading the index: the staged content (the
 /// index file's checksum), HEAD (against which staged files are changes), the pipeline's
-/// place and bytes, and weir's version. `None` for an index without a checksum.
+/// place and `bytes`, and weir's version. `None` for an index without a checksum.
 fn staged_run_id(
     repo: &Repo,
     pipeline: &Pipeline,
+    bytes: &[u8],
     checksum: Option<&str>,
 ) -> Result<Option<String>, Error> {
     let Some(checksum) = checksum else {
-        return Ok(None);
-    };
-    let Ok(bytes) = std::fs::read(&pipeline.path) else {
         return Ok(None);
     };
     let head = repo.head()?.map(|id| id.to_string()).unwrap_or_default();
@@ -287,7 +285,7 @@ fn staged_run_id(
         hasher.update(part);
         hasher.update(b"\n");
     }
-    hasher.update(&bytes);
+    hasher.update(bytes);
     Ok(Some(hasher.finalize().to_hex().to_string()))
 }
 
@@ -505,7 +503,7 @@ fn run_on_commit(
 
 fn pre_push(input: &str) -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = trusted_pipeline(&context)?;
+    let (pipeline, _) = trusted_pipeline(&context)?;
     let Some(graph) = event_graph(&pipeline, Event::PrePush)? else {
         return Ok(exit::SUCCESS);
     };
@@ -546,7 +544,7 @@ pub(super) fn first_merge_run(repo: &Repo, commit: &str) -> Result<bool, Error> 
 
 fn post_merge() -> Result<u8, Error> {
     let context = Context::discover()?;
-    let pipeline = trusted_pipeline(&context)?;
+    let (pipeline, _) = trusted_pipeline(&context)?;
     let repo = &context.repo;
     let default = pipeline
         .default_branch

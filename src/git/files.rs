@@ -666,8 +666,6 @@ pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Io(abs.to_path_buf(), e))
 }
 
-/// Whether `meta` matches an index entry's stat data as git compares them by default (whole
-/// seconds of mtime and ctime, size, inode, owner; 32-bit fields truncated as git stores them).
 /// The content of the working-tree file at `abs` when it is still what the index says of it:
 /// a regular file whose stat data matches `stat`, modified strictly before the index was
 /// `written` (seconds, nanoseconds), as git decides that a file is clean. `None` otherwise.
@@ -692,6 +690,8 @@ pub fn clean_content(abs: &Path, stat: &Stat, written: (i64, u32)) -> Option<Vec
     (file.read(&mut [0]).ok()? == 0).then_some(bytes)
 }
 
+/// Whether `st` matches an index entry's stat data as git compares them by default (whole
+/// seconds of mtime and ctime, size, inode, owner; 32-bit fields truncated as git stores them).
 fn stat_matches(st: &RawStat, stat: &Stat) -> bool {
     st.st_mtime as u32 == stat.mtime.secs
         && st.st_ctime as u32 == stat.ctime.secs
