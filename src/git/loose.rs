@@ -45,20 +45,33 @@ pub(super) fn write(
         Ok::<_, Error>(out)
     })?;
     let written = |e| Error::Write(path.clone(), e);
-    let mut file = tempfile::Builder::new()
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
-        .tempfile_in(objects)
-        .map_err(written)?;
-    file.write_all(&compressed).map_err(written)?;
-    match file.persist(&path) {
-        Ok(_) => Ok(id),
-        Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+    // Written aside in the object's own fan-out directory, as git does: a new file there is
+    // cheap, where one in `objects/` itself, beside git's own churn, was not (see `aside`).
+    let mut file = match aside(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             std::fs::create_dir_all(&dir).map_err(written)?;
-            e.file.persist(&path).map_err(|e| written(e.error))?;
-            Ok(id)
+            aside(&dir)
         }
-        Err(e) => Err(written(e.error)),
+        file => file,
     }
+    .map_err(written)?;
+    file.write_all(&compressed).map_err(written)?;
+    file.persist(&path).map_err(|e| written(e.error))?;
+    Ok(id)
+}
+
+/// A new temporary file in `dir`, read-only as loose objects are.
+///
+/// Where it is made matters on ext4 without a journal: a new inode there skips every inode of
+/// its directory's group freed in the last 30 s, reading each one's table block to tell. The
+/// group of `objects/` is the one of `.git/`, where git replaces the index (and so frees an
+/// inode) on every `git add` and commit; right after a burst of commits, each file made there
+/// took 0.3-0.5 ms, against 0.02 ms in a fan-out directory.
+fn aside(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix("tmp_obj_")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o444))
+        .tempfile_in(dir)
 }
 
 /// Compresses all of `input` onto the end of `out`; with [`FlushCompress::Finish`], ends the
