@@ -296,6 +296,9 @@ impl Repo {
         let name: FullName = refname
             .try_into()
             .map_err(|_| Error::RefName(refname.to_owned()))?;
+        if expected.is_none() && self.create_loose_ref(refname, commit)? {
+            return Ok(());
+        }
         let edit = RefEdit {
             change: Change::Update {
                 log: LogChange {
@@ -490,6 +493,72 @@ impl Repo {
         Ok(self.repo.find_blob(id)?.take_data())
     }
 
+    /// Creates `refname`, one of weir's own refs, pointing at `commit`, as git's files backend
+    /// does: a lock file beside the loose ref, the ref looked up (loose and packed) while it is
+    /// held, the lock renamed into place. `false` where that is not enough (a namespace, a
+    /// reflog to write, another ref storage), for gix's transaction to do it.
+    ///
+    /// gix's transaction also locks `packed-refs` for that lookup whenever the file exists, which
+    /// makes a new file in `.git/` for every ref written: one of the files a pre-commit hook
+    /// made, and among the slowest to make (see `loose::aside`).
+    fn create_loose_ref(&self, refname: &str, commit: ObjectId) -> Result<bool, Error> {
+        let config = self.repo.config_snapshot();
+        let files_backend = config
+            .string("extensions.refStorage")
+            .is_none_or(|s| s.eq_ignore_ascii_case(b"files"));
+        let log_all = config
+            .string("core.logAllRefUpdates")
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"always"));
+        let common = self.repo.common_dir();
+        if !refname.starts_with("refs/weir/")
+            || self.repo.namespace().is_some()
+            || !files_backend
+            || log_all
+            || common.join("logs").join(refname).exists()
+        {
+            return Ok(false);
+        }
+        let path = common.join(refname);
+        let lock = common.join(format!("{refname}.lock"));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+        };
+        let locked = |e| Error::Write(lock.clone(), e);
+        let mut file = match open() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = lock.parent() {
+                    std::fs::create_dir_all(parent).map_err(locked)?;
+                }
+                open()
+            }
+            // Someone else is writing it: the same entry, most likely.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return match self.find_ref(refname)? {
+                    Some(_) => Err(Error::RefExists(refname.to_owned())),
+                    None => Err(locked(e)),
+                };
+            }
+            file => file,
+        }
+        .map_err(locked)?;
+        let written = (|| {
+            if self.find_ref(refname)?.is_some() {
+                return Err(Error::RefExists(refname.to_owned()));
+            }
+            std::io::Write::write_all(&mut file, format!("{commit}\n").as_bytes())
+                .map_err(locked)?;
+            drop(file);
+            std::fs::rename(&lock, &path).map_err(|e| Error::Write(path.clone(), e))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&lock);
+        }
+        written.map(|()| true)
+    }
+
     /// Deletes each `(refname, expected id)` in one transaction; fails, deleting nothing, if
     /// any of them moved meanwhile.
     pub fn delete_refs(&self, refs: &[(String, ObjectId)]) -> Result<(), Error> {
@@ -569,5 +638,92 @@ impl Repo {
                 time,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_repo;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn create(repo: &Repo, refname: &str) -> Result<ObjectId, Error> {
+        let entries = [TreeEntry::bytes("result", "passed\n")];
+        repo.create_commit_ref(refname, &entries, "test\n", None)
+    }
+
+    /// Every file in `dir` (recursively) whose name ends in `.lock`.
+    fn locks(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                found.extend(locks(&path));
+            } else if path.extension().is_some_and(|e| e == "lock") {
+                found.push(path);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_new_ref_is_made_once_whether_the_one_there_is_loose_or_packed() {
+        let (dir, repo) = test_repo();
+        let git_dir = dir.path().join(".git");
+        let first = create(&repo, "refs/weir/t/a").unwrap();
+        assert_eq!(
+            git(dir.path(), &["rev-parse", "refs/weir/t/a"]),
+            first.to_string()
+        );
+        assert!(matches!(
+            create(&repo, "refs/weir/t/a"),
+            Err(Error::RefExists(_))
+        ));
+
+        // Packed (as `git gc` leaves refs), the ref is still found: nothing is replaced.
+        git(dir.path(), &["pack-refs", "--all"]);
+        assert!(!git_dir.join("refs/weir/t/a").exists());
+        let packed = std::fs::read(git_dir.join("packed-refs")).unwrap();
+        assert!(matches!(
+            create(&repo, "refs/weir/t/a"),
+            Err(Error::RefExists(_))
+        ));
+        assert_eq!(std::fs::read(git_dir.join("packed-refs")).unwrap(), packed);
+        assert_eq!(
+            git(dir.path(), &["rev-parse", "refs/weir/t/a"]),
+            first.to_string()
+        );
+
+        // Beside a packed-refs file, a new ref is made loose, and git reads it.
+        let second = create(&repo, "refs/weir/t/b").unwrap();
+        assert_eq!(
+            git(dir.path(), &["rev-parse", "refs/weir/t/b"]),
+            second.to_string()
+        );
+        assert!(locks(&git_dir).is_empty(), "{:?}", locks(&git_dir));
+    }
+
+    #[test]
+    fn a_ref_whose_updates_git_would_log_is_logged() {
+        let (dir, _) = test_repo();
+        git(dir.path(), &["config", "core.logAllRefUpdates", "always"]);
+        let repo = Repo::discover(dir.path()).unwrap();
+        let id = create(&repo, "refs/weir/t/logged").unwrap();
+        let log = git(
+            dir.path(),
+            &["reflog", "show", "--format=%H", "refs/weir/t/logged"],
+        );
+        assert_eq!(log, id.to_string());
     }
 }
