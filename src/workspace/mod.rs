@@ -478,10 +478,7 @@ impl Snapshot {
         if state.lines + appended + candidates.len() > 2 * entries.len() + 64 {
             return Ok(None);
         }
-        let was = |path: &str| match journal.get(path) {
-            Some(known) => *known,
-            None => state.sorted_line(path),
-        };
+        let was = |path: &str| state.get(&journal, path);
         let mut synced = Synced::default();
         let mut gone = Vec::new();
         let mut stale = Vec::new();
@@ -921,24 +918,34 @@ fn split_state(text: &str) -> Option<StateText<'_>> {
 }
 
 impl<'a> StateText<'a> {
-    /// What the appended lines say of each path they name (the last one wins): a file, or
-    /// `None` for one removed; and how many lines there are.
-    fn journal(&self) -> (FastMap<&'a str, Option<Known<'a>>>, usize) {
+    /// What the appended lines say of each path they name (the last one wins): its line, or
+    /// `None` for a file removed; and how many lines there are. Lines are parsed only when
+    /// looked up (see [`StateText::get`]): a 1,000-file commit appends 1,000 of them.
+    fn journal(&self) -> (Journal<'a>, usize) {
         let mut said = FastMap::default();
         let mut lines = 0;
         for line in self.appended.lines() {
             lines += 1;
             if let Some(path) = line.strip_prefix("- ") {
                 said.insert(path, None);
-            } else if let Some((path, known)) = known(line) {
-                said.insert(path, Some(known));
+            } else if let Some(path) = line_path(line) {
+                said.insert(path, Some(line));
             }
         }
         (said, lines)
     }
 
+    /// What the state says of `path`, with `journal` its appended lines; `None` for a file it
+    /// does not hold (or whose line is damaged: as if weir had written nothing there).
+    fn get(&self, journal: &Journal<'a>, path: &str) -> Option<Known<'a>> {
+        match journal.get(path) {
+            Some(line) => known(line.as_ref()?).map(|(_, known)| known),
+            None => self.sorted_line(path),
+        }
+    }
+
     /// The line of `path` in the sorted part, by binary search; `None` if there is none (or a
-    /// damaged line is in the way).
+    /// damaged line is in the way). Only the path of each line probed is read.
     fn sorted_line(&self, path: &str) -> Option<Known<'a>> {
         let text = self.sorted;
         let (mut lo, mut hi) = (0, text.len());
@@ -946,9 +953,9 @@ impl<'a> StateText<'a> {
             let mid = lo + (hi - lo) / 2;
             let start = text[lo..mid].rfind('\n').map_or(lo, |i| lo + i + 1);
             let end = start + text[start..].find('\n')?;
-            let (at, known) = known(&text[start..end])?;
-            match at.cmp(path) {
-                std::cmp::Ordering::Equal => return Some(known),
+            let line = &text[start..end];
+            match line_path(line)?.cmp(path) {
+                std::cmp::Ordering::Equal => return known(line).map(|(_, known)| known),
                 std::cmp::Ordering::Less => lo = end + 1,
                 std::cmp::Ordering::Greater => hi = start,
             }
@@ -956,6 +963,9 @@ impl<'a> StateText<'a> {
         None
     }
 }
+
+/// The appended lines of a state file by path (see [`StateText::journal`]).
+type Journal<'a> = FastMap<&'a str, Option<&'a str>>;
 
 /// The state file's entries by path, and how many lines described them; a damaged file or line
 /// is as if weir had written nothing there (the file is then written again). Later lines win;
@@ -975,6 +985,11 @@ fn parse_state(text: &str) -> (StateMap<'_>, usize) {
         }
     }
     (old, count)
+}
+
+/// A state line's path: the last of its ten fields (it may hold spaces).
+fn line_path(line: &str) -> Option<&str> {
+    line.splitn(10, ' ').nth(9)
 }
 
 /// A state line's path, mode and blob id, the stat data left unread.
@@ -1374,10 +1389,7 @@ mod tests {
         let state = split_state(&text).unwrap();
         let (journal, _) = state.journal();
         for entry in entries {
-            let known = match journal.get(entry.path.as_str()) {
-                Some(known) => *known,
-                None => state.sorted_line(&entry.path),
-            };
+            let known = state.get(&journal, &entry.path);
             assert_eq!(known.map(|k| k.id), Some(entry.id), "{}", entry.path);
         }
     }
