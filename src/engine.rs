@@ -63,9 +63,7 @@ fn recall(repo: &Repo, memo: &Memo, jobs: &[String]) -> HashMap<String, Recalled
             }
         }
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(jobs.len());
+    let threads = crate::sync::cores().min(jobs.len());
     std::thread::scope(|scope| {
         let helpers: Vec<_> = (1..threads)
             .map(|_| {

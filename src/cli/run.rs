@@ -180,8 +180,7 @@ pub(super) fn execute_with(
     let deploys = Deploys::new(id.clone(), source, deploy);
     let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files, deploys)?;
     tracing::debug!("run prepared");
-    let parallel =
-        parallel.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let parallel = parallel.unwrap_or_else(crate::sync::cores);
     let kind = if json {
         ReporterKind::Json
     } else if std::io::stderr().is_terminal() {

@@ -666,14 +666,31 @@ pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Io(abs.to_path_buf(), e))
 }
 
-/// The content of the working-tree file at `abs` when it is still what the index says of it:
-/// a regular file whose stat data matches `stat`, modified strictly before the index was
+/// The content of the working-tree file `rel` under `root` (the work tree, opened once: the
+/// kernel then walks only the file's own path) when it is still what the index says of it: a
+/// regular file whose stat data matches `stat`, modified strictly before the index was
 /// `written` (seconds, nanoseconds), as git decides that a file is clean. `None` otherwise.
-pub fn clean_content(abs: &Path, stat: &Stat, written: (i64, u32)) -> Option<Vec<u8>> {
+pub fn clean_content(
+    root: &fs::File,
+    rel: &str,
+    stat: &Stat,
+    written: (i64, u32),
+) -> Option<Vec<u8>> {
+    use io::Read as _;
+    use nix::fcntl::OFlag;
     if (i64::from(stat.mtime.secs), stat.mtime.nsecs) >= written {
         return None;
     }
-    let st = nix::sys::stat::lstat(abs).ok()?;
+    // Not following a symlink, and not waiting for a writer of a FIFO: either fails the check.
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let fd = nix::fcntl::openat(
+        root,
+        rel,
+        flags | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    let mut file = fs::File::from(fd.ok()?);
+    let st = nix::sys::stat::fstat(&file).ok()?;
     let same = FileMode::of_raw(st.st_mode).is_some_and(|m| m != FileMode::Symlink)
         && stat_matches(&st, stat)
         && st.st_mtime_nsec as u32 == stat.mtime.nsecs
@@ -681,13 +698,21 @@ pub fn clean_content(abs: &Path, stat: &Stat, written: (i64, u32)) -> Option<Vec
     if !same {
         return None;
     }
-    // Read to the length the stat gave: `fs::read` would stat the open file again to size the
-    // buffer. A file cut short or grown since is not the one the index describes.
-    use io::Read as _;
-    let mut file = fs::File::open(abs).ok()?;
-    let mut bytes = vec![0; usize::try_from(st.st_size).ok()?];
-    file.read_exact(&mut bytes).ok()?;
-    (file.read(&mut [0]).ok()? == 0).then_some(bytes)
+    // One byte more than the stat gave is asked for: a regular file's read comes up short only
+    // at its end, so one read normally tells that the file is whole. Grown or cut short since,
+    // it is not the one the index describes.
+    let size = usize::try_from(st.st_size).ok()?;
+    let mut bytes = vec![0; size + 1];
+    let mut filled = 0;
+    loop {
+        let read = file.read(&mut bytes[filled..]).ok()?;
+        filled += read;
+        if read == 0 || filled >= size {
+            break;
+        }
+    }
+    bytes.truncate(size);
+    (filled == size).then_some(bytes)
 }
 
 /// Whether `st` matches an index entry's stat data as git compares them by default (whole

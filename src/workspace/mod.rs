@@ -478,14 +478,13 @@ impl Snapshot {
         if state.lines + appended + candidates.len() > 2 * entries.len() + 64 {
             return Ok(None);
         }
-        let was = |path: &str| state.get(&journal, path);
         let mut synced = Synced::default();
         let mut gone = Vec::new();
         let mut stale = Vec::new();
         // Files no longer in the tree go first: one may stand where a directory now goes.
-        for path in candidates {
+        for (path, was) in candidates.iter().zip(state.get_all(&journal, candidates)) {
             let entry = entries.binary_search_by(|e| e.path.as_str().cmp(path));
-            match (entry, was(path)) {
+            match (entry, was) {
                 (Ok(at), Some(known)) if self.intact(&entries[at], known, touched).is_some() => {}
                 (Ok(at), _) => stale.push(at),
                 (Err(_), Some(_)) => {
@@ -536,7 +535,7 @@ impl Snapshot {
         let checked: Vec<Option<Kept>> = if touched.is_some() {
             entries.iter().map(intact).collect()
         } else {
-            let threads = std::thread::available_parallelism().map_or(1, usize::from);
+            let threads = crate::sync::cores();
             let chunk = entries.len().div_ceil(threads).max(256);
             std::thread::scope(|scope| {
                 let handles: Vec<_> = entries
@@ -627,12 +626,15 @@ impl Snapshot {
     ) -> Result<Vec<Written>, Error> {
         /// Below this, a thread and a repository handle cost more than they save.
         const PARALLEL_FROM: usize = 64;
+        // Opened once, the directory is where each file is opened from: the kernel then walks
+        // only the file's own path, not the snapshot's as well, for every one.
+        let dir = fs::File::open(&self.dir).ok();
         let write = |repo: &Repo, part: &[usize]| -> Result<Vec<Written>, Error> {
             part.iter()
-                .map(|&at| self.write(repo, &entries[at], at, worktree))
+                .map(|&at| self.write(repo, &entries[at], at, worktree, dir.as_ref()))
                 .collect()
         };
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = crate::sync::cores();
         if stale.len() < PARALLEL_FROM || threads < 2 {
             return write(repo, stale);
         }
@@ -656,13 +658,14 @@ impl Snapshot {
         })
     }
 
-    /// Writes `entry` (the `at`th entry) into the directory.
+    /// Writes `entry` (the `at`th entry) into the directory, opened as `dir`.
     fn write(
         &self,
         repo: &Repo,
         entry: &Entry,
         at: usize,
         worktree: Option<&Worktree<'_>>,
+        dir: Option<&fs::File>,
     ) -> Result<Written, Error> {
         check_path(&entry.path).map_err(|reason| Error::Unsafe {
             path: entry.path.clone(),
@@ -676,7 +679,8 @@ impl Snapshot {
             Some(bytes) => bytes,
             None => repo.read_blob(entry.id)?,
         };
-        let meta = match write_file(&abs, entry.mode, &bytes) {
+        let over = dir.and_then(|dir| overwrite_at(dir, &entry.path, entry.mode, &bytes));
+        let meta = match over.unwrap_or_else(|| write_file(&abs, entry.mode, &bytes)) {
             Ok(meta) => meta,
             // Something a job left where the file or one of its directories goes: looked
             // for only when the write fails, which saves a stat on every file.
@@ -753,6 +757,59 @@ impl Snapshot {
     }
 }
 
+/// Writes `bytes` as the file `rel` under `dir` with `mode`, in place over the regular file
+/// there, or as a new one; `None`, having written nothing, where [`write_file`] has more to do:
+/// a symlink, a directory or a file linked elsewhere in the way, a directory on the way missing,
+/// a symlink to write.
+fn overwrite_at(
+    dir: &fs::File,
+    rel: &str,
+    mode: FileMode,
+    bytes: &[u8],
+) -> Option<std::io::Result<fs::Metadata>> {
+    use nix::fcntl::OFlag;
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
+    let bits = match mode {
+        FileMode::Symlink => return None,
+        FileMode::Executable => 0o755,
+        FileMode::Regular => 0o644,
+    };
+    // Not following a symlink there, and not waiting for a reader of a FIFO there.
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_CREAT
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::openat(
+        dir,
+        rel,
+        flags,
+        nix::sys::stat::Mode::from_bits_truncate(bits),
+    );
+    let mut file = fs::File::from(fd.ok()?);
+    let before = file.metadata().ok()?;
+    if !before.is_file() || before.nlink() > 1 {
+        return None;
+    }
+    Some((|| {
+        file.write_all(bytes)?;
+        let mut meta = file.metadata()?;
+        let len = bytes.len() as u64;
+        if meta.len() > len {
+            file.set_len(len)?;
+            meta = file.metadata()?;
+        }
+        // An existing file keeps its old mode, and the umask may narrow a new one.
+        if meta.permissions().mode() & 0o777 != bits {
+            file.set_permissions(fs::Permissions::from_mode(bits))?;
+            meta = file.metadata()?;
+        }
+        Ok(meta)
+    })())
+}
+
 /// The working tree a snapshot of the staged index can copy clean files from: `stats` are the
 /// index's stat data for each entry (in the same order), `written` when the index was written.
 /// Only for a repository where no setting makes git convert every file as it stores it (see
@@ -760,6 +817,8 @@ impl Snapshot {
 /// in the working tree, which is what `git add` reads) is never copied.
 pub struct Worktree<'a> {
     root: &'a Path,
+    /// The work tree opened, for opening each file under it (`None` if it could not be).
+    root_dir: Option<fs::File>,
     stats: &'a [gix::index::entry::Stat],
     written: (i64, u32),
     /// Directories whose `.gitattributes` is staged (`""` for the top).
@@ -787,6 +846,7 @@ impl<'a> Worktree<'a> {
             .collect();
         Worktree {
             root,
+            root_dir: fs::File::open(root).ok(),
             stats,
             written,
             staged_attributes,
@@ -801,7 +861,7 @@ impl<'a> Worktree<'a> {
         if self.converted(path.rsplit_once('/').map_or("", |(dir, _)| dir)) {
             return None;
         }
-        git::clean_content(&self.root.join(path), stat, self.written)
+        git::clean_content(self.root_dir.as_ref()?, path, stat, self.written)
     }
 
     /// Whether a `.gitattributes` in `dir` (`""` for the top) or above it may convert the files
@@ -942,6 +1002,32 @@ impl<'a> StateText<'a> {
             Some(line) => known(line.as_ref()?).map(|(_, known)| known),
             None => self.sorted_line(path),
         }
+    }
+
+    /// [`StateText::get`] for each of `paths`, in their order; by one pass over the sorted part
+    /// when they are many (a 1,000-file commit's).
+    fn get_all(&self, journal: &Journal<'a>, paths: &BTreeSet<String>) -> Vec<Option<Known<'a>>> {
+        /// From here, one pass over every line beats a binary search for each path.
+        const SCAN_FROM: usize = 32;
+        if paths.len() < SCAN_FROM {
+            return paths.iter().map(|path| self.get(journal, path)).collect();
+        }
+        let mut lines = (self.sorted.lines())
+            .filter_map(|line| Some((line_path(line)?, line)))
+            .peekable();
+        let mut find = |path: &str| {
+            while lines.next_if(|&(at, _)| at < path).is_some() {}
+            lines.next_if(|&(at, _)| at == path).map(|(_, line)| line)
+        };
+        (paths.iter())
+            .map(|path| {
+                let line = match journal.get(path.as_str()) {
+                    Some(line) => *line,
+                    None => find(path),
+                };
+                known(line?).map(|(_, known)| known)
+            })
+            .collect()
     }
 
     /// The line of `path` in the sorted part, by binary search; `None` if there is none (or a
@@ -1381,6 +1467,105 @@ mod tests {
         sync(&snapshot, &repo, &e4, t4, &[]);
         assert_eq!(files_in(&snapshot.dir), want(&four));
         assert_state_holds(&snapshot, &e4);
+    }
+
+    #[test]
+    fn a_sync_told_of_many_changes_leaves_exactly_the_entries() {
+        /// 400 files in 7 directories, each at `version(i)` or gone, and `added` new ones.
+        fn files(
+            version: impl Fn(usize) -> Option<&'static str>,
+            added: usize,
+        ) -> Vec<(String, String)> {
+            let mut files: Vec<(String, String)> = (0..400)
+                .filter_map(|i| Some((format!("d{}/f{i:03}", i % 7), version(i)?.to_owned())))
+                .chain((0..added).map(|i| (format!("new/g{i}"), "added".to_owned())))
+                .collect();
+            files.sort();
+            files
+        }
+        fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+            files
+                .iter()
+                .map(|(p, c)| (p.as_str(), c.as_str()))
+                .collect()
+        }
+        /// The paths where `after` differs from `before`.
+        fn changed<'a>(
+            before: &'a [(String, String)],
+            after: &'a [(String, String)],
+        ) -> Vec<&'a str> {
+            let before: BTreeMap<&str, &str> = refs(before).into_iter().collect();
+            let after: BTreeMap<&str, &str> = refs(after).into_iter().collect();
+            let paths: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
+            paths
+                .into_iter()
+                .filter(|p| before.get(p) != after.get(p))
+                .collect()
+        }
+        let (_dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+
+        // HEAD's tree, synced whole.
+        let head = files(|_| Some("v0"), 0);
+        let (t0, e0) = tree(&repo, &refs(&head));
+        sync(&snapshot, &repo, &e0, t0, &[]);
+
+        // Every 8th file staged: appended to the state.
+        let one = files(|i| Some(if i % 8 == 0 { "v1" } else { "v0" }), 0);
+        let (_, e1) = tree(&repo, &refs(&one));
+        sync(&snapshot, &repo, &e1, t0, &changed(&head, &one));
+        assert_eq!(files_in(&snapshot.dir), one);
+
+        // Those unstaged again, every 9th staged, every 13th removed, ten files added: the sync
+        // compares them and the last sync's changes, well over a binary search's worth.
+        let two = files(
+            |i| match (i % 9, i % 13) {
+                (_, 0) => None,
+                (0, _) => Some("v2"),
+                _ => Some("v0"),
+            },
+            10,
+        );
+        let (_, e2) = tree(&repo, &refs(&two));
+        let told = changed(&head, &two);
+        assert!(told.len() > 64, "{}", told.len());
+        sync(&snapshot, &repo, &e2, t0, &told);
+        assert_eq!(files_in(&snapshot.dir), two);
+        assert_state_holds(&snapshot, &e2);
+    }
+
+    #[test]
+    fn a_file_is_written_anew_never_through_a_link_or_symlink_standing_in_its_place() {
+        let (dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        let base = [("a", "1"), ("b", "2"), ("c", "3")];
+        let (t0, e0) = tree(&repo, &base);
+        sync(&snapshot, &repo, &e0, t0, &[]);
+
+        // Unseen by any watch (the next sync is told nothing was touched): `a` linked from
+        // outside, `b` replaced by a symlink to a file outside.
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::hard_link(snapshot.dir.join("a"), outside.join("a-link")).unwrap();
+        fs::write(outside.join("target"), "keep").unwrap();
+        fs::remove_file(snapshot.dir.join("b")).unwrap();
+        std::os::unix::fs::symlink(outside.join("target"), snapshot.dir.join("b")).unwrap();
+
+        let staged = [("a", "1 staged"), ("b", "2 staged"), ("c", "3")];
+        let (_, e1) = tree(&repo, &staged);
+        sync(&snapshot, &repo, &e1, t0, &["a", "b"]);
+        let mut want: Vec<(String, String)> = staged
+            .iter()
+            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(files_in(&snapshot.dir), want);
+        for path in ["a", "b"] {
+            let meta = fs::symlink_metadata(snapshot.dir.join(path)).unwrap();
+            assert!(meta.is_file() && meta.nlink() == 1, "{path}: {meta:?}");
+        }
+        assert_eq!(fs::read_to_string(outside.join("a-link")).unwrap(), "1");
+        assert_eq!(fs::read_to_string(outside.join("target")).unwrap(), "keep");
     }
 
     /// The snapshot's state names each of `entries` with its own blob id.
