@@ -42,6 +42,17 @@ pub fn git_index_file() -> Option<std::path::PathBuf> {
     std::env::var_os("GIT_INDEX_FILE").map(std::path::PathBuf::from)
 }
 
+/// Whether `GIT_DIR` or `GIT_COMMON_DIR` names the repository, rather than the directory a
+/// command runs in.
+pub fn git_dir_given() -> bool {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "this is the one place env is read"
+    )]
+    let given = |var| std::env::var_os(var).is_some();
+    given("GIT_DIR") || given("GIT_COMMON_DIR")
+}
+
 /// The variable a `[secrets]` entry names (`{ env = "VAR" }`), read only when a job that lists
 /// the secret is about to run.
 pub fn secret(var: &str) -> Option<OsString> {

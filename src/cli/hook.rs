@@ -16,7 +16,7 @@ use crate::report::{JobStatus, Output, RunOutcome};
 use crate::store::cache::Cache;
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Delta, Snapshot, Watch, Worktree};
+use crate::workspace::{Delta, EarlyWatch, Snapshot, Watch, Worktree};
 
 use super::Context;
 use super::run::{Execution, execute_with, exit_code};
@@ -32,7 +32,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8, Error> {
     match args.name.as_str() {
-        "pre-commit" => pre_commit(),
+        "pre-commit" => pre_commit(speculative_watch()),
         "pre-push" => pre_push(&read_stdin()?),
         "post-merge" => post_merge(),
         "post-receive" => post_receive(&read_stdin()?),
@@ -108,7 +108,30 @@ fn execution(trigger: Event, workspace: Workspace, source: Option<gix::ObjectId>
     }
 }
 
-fn pre_commit() -> Result<u8, Error> {
+/// The pre-commit snapshot's watch, started before the repository is even opened when git
+/// runs the hook at the top of a main work tree (`.git` a directory there, no `GIT_DIR`) and
+/// the index file is not the one the snapshot was last synced from: opening the repository and
+/// reading and checking the pipeline take about a millisecond, and on a small commit the job
+/// waits for the watch, not for them. [`pre_commit`] keeps it if it is the repository's.
+fn speculative_watch() -> Option<(Snapshot, EarlyWatch)> {
+    if env_vars::git_dir_given() {
+        return None;
+    }
+    let git_dir = std::env::current_dir().ok()?.join(".git");
+    if !git_dir.is_dir() {
+        return None;
+    }
+    let snapshot = Snapshot::in_weir_dir(&git_dir.join("weir"), "pre-commit");
+    let index = env_vars::git_index_file().unwrap_or_else(|| git_dir.join("index"));
+    let watch = snapshot
+        .index_differs(&index)
+        .then(|| snapshot.watch_early())??;
+    tracing::debug!("started the snapshot's watch before opening the repository");
+    Some((snapshot, watch))
+}
+
+/// `speculative`: a watch [`speculative_watch`] started, if it did.
+fn pre_commit(speculative: Option<(Snapshot, EarlyWatch)>) -> Result<u8, Error> {
     let context = Context::discover()?;
     let (pipeline, bytes) = trusted_pipeline(&context)?;
     let Some(all) = event_graph(&pipeline, Event::PreCommit)? else {
@@ -125,16 +148,19 @@ fn pre_commit() -> Result<u8, Error> {
     // without a checksum (`index.skipHash`, which `feature.manyFiles` sets) tells nothing.
     let checksum = repo.index_checksum(index_file.as_deref());
     let run_id = staged_run_id(repo, &pipeline, &bytes, checksum.as_deref())?;
+    // Another repository's, or not this one's after all: discarded.
+    let started = speculative.and_then(|(found, watch)| found.is(&snapshot).then_some(watch));
     if let Some(id) = &run_id
         && let Some(known) = snapshot.remembered_hits(id)
         && entries_present(repo, &known)
     {
         tracing::debug!(jobs = known.len(), "the same staged content hit before");
+        drop(started);
         return repeat_hits(&context, &pipeline, &snapshot, known);
     }
     let seen = checksum.as_deref().is_some_and(|c| snapshot.synced_from(c));
     let speculative = match checksum {
-        Some(_) if !seen => snapshot.watch_early(),
+        Some(_) if !seen => started.or_else(|| snapshot.watch_early()),
         _ => None,
     };
     let crate::git::Staged {

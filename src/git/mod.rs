@@ -14,7 +14,7 @@ pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_c
 pub use materialized::Materialized;
 pub use memo::{Memo, Reads, Recalled, Remembered};
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
-pub use snapshot::{Changes, Entry, Staged};
+pub use snapshot::{Changes, Entry, Staged, index_file_checksum};
 pub(crate) use statcache::FileStat;
 pub use statcache::StatCache;
 

@@ -68,14 +68,8 @@ impl Repo {
     /// the same checksum is the same staged content. `None` without an index, or when git
     /// writes none (`index.skipHash`).
     pub fn index_checksum(&self, index_file: Option<&Path>) -> Option<String> {
-        use std::io::{Read as _, Seek as _, SeekFrom};
         let len = self.gix().object_hash().len_in_bytes();
-        let mut file = std::fs::File::open(self.index_file(index_file)).ok()?;
-        file.seek(SeekFrom::End(-i64::try_from(len).ok()?)).ok()?;
-        let mut checksum = vec![0; len];
-        file.read_exact(&mut checksum).ok()?;
-        let id = ObjectId::try_from(checksum.as_slice()).ok()?;
-        (!id.is_null()).then(|| id.to_string())
+        index_file_checksum(&self.index_file(index_file), len)
     }
 
     /// [`Repo::staged`], with the index's cache-tree and what the index knows of each file in
@@ -429,4 +423,16 @@ fn run_with_input(mut command: Command, input: &[u8]) -> Result<Vec<u8>, Error> 
             String::from_utf8_lossy(&output.stderr).trim().to_owned(),
         ))
     }
+}
+
+/// [`Repo::index_checksum`] of the index file at `path`, whose hash is `len` bytes long, for a
+/// caller that has not opened the repository.
+pub fn index_file_checksum(path: &Path, len: usize) -> Option<String> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    file.seek(SeekFrom::End(-i64::try_from(len).ok()?)).ok()?;
+    let mut checksum = vec![0; len];
+    file.read_exact(&mut checksum).ok()?;
+    let id = ObjectId::try_from(checksum.as_slice()).ok()?;
+    (!id.is_null()).then(|| id.to_string())
 }

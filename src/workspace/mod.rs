@@ -78,22 +78,30 @@ impl Prepared {
     }
 }
 
-/// A watch of a snapshot started before its sync, on a thread of its own.
+/// A watch of a snapshot started before its sync, on a thread of its own. Dropped unjoined,
+/// it is discarded.
 pub struct EarlyWatch {
-    thread: std::thread::JoinHandle<std::io::Result<Tracker>>,
+    /// Taken when joined.
+    thread: Option<std::thread::JoinHandle<std::io::Result<Tracker>>>,
     cancel: Arc<AtomicBool>,
 }
 
 impl EarlyWatch {
-    fn join(self) -> Option<Tracker> {
-        started(self.thread.join())
+    fn join(mut self) -> Option<Tracker> {
+        started(self.thread.take()?.join())
     }
 
     /// Stops the watch, without waiting for the rest of its watches to be added: the snapshot
     /// is not synced after all, or is already as it should be.
     pub fn discard(self) {
+        drop(self);
+    }
+}
+
+impl Drop for EarlyWatch {
+    fn drop(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
-        if let Some(tracker) = self.join() {
+        if let Some(tracker) = self.thread.take().and_then(|thread| started(thread.join())) {
             tracker.discard();
         }
     }
@@ -139,7 +147,13 @@ fn stat_of(meta: &fs::Metadata) -> Stat {
 
 impl Snapshot {
     pub fn new(repo: &Repo, name: &str) -> Snapshot {
-        let base = repo.weir_dir().join("snapshots").join(name);
+        Snapshot::in_weir_dir(&repo.weir_dir(), name)
+    }
+
+    /// Snapshot `name` of the repository whose weir directory (see [`Repo::weir_dir`]) is
+    /// `weir_dir`, for a caller that has not opened the repository.
+    pub fn in_weir_dir(weir_dir: &Path, name: &str) -> Snapshot {
+        let base = weir_dir.join("snapshots").join(name);
         Snapshot {
             dir: base.join("tree"),
             state: base.join("state"),
@@ -191,6 +205,26 @@ impl Snapshot {
     /// content already.
     pub fn synced_from(&self, checksum: &str) -> bool {
         fs::read_to_string(&self.index).is_ok_and(|c| c == checksum)
+    }
+
+    /// Whether the index file at `index` may stage other content than the last sync was from:
+    /// its checksum is not the one recorded, read without opening the repository (the
+    /// recorded one's length tells the hash's). `false` for an index without a checksum
+    /// (`index.skipHash`), which tells nothing.
+    pub fn index_differs(&self, index: &Path) -> bool {
+        let recorded = fs::read_to_string(&self.index).unwrap_or_default();
+        // SHA-256's checksum is 32 bytes; SHA-1's (with no record, the likely one) 20.
+        let len = if recorded.len() == 64 { 32 } else { 20 };
+        git::index_file_checksum(index, len).is_some_and(|checksum| checksum != recorded)
+    }
+
+    /// Whether `other` is this same snapshot, however each was found.
+    pub fn is(&self, other: &Snapshot) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (fs::metadata(&self.dir), fs::metadata(&other.dir)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
     }
 
     /// Records the checksum of the index file the directory now holds the content of.
@@ -324,7 +358,10 @@ impl Snapshot {
             let dirs = dirs.iter().map(String::as_str);
             Tracker::watch_dirs_here(&dir, dirs, Some(&cancelled))
         });
-        Some(EarlyWatch { thread, cancel })
+        Some(EarlyWatch {
+            thread: Some(thread),
+            cancel,
+        })
     }
 
     /// Records the directories the snapshot holds, for the next early watch.
