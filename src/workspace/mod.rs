@@ -716,16 +716,17 @@ impl Snapshot {
             Some(bytes) => bytes,
             None => repo.read_blob(entry.id)?,
         };
-        let over = dir.and_then(|dir| overwrite_at(dir, &entry.path, entry.mode, &bytes));
-        let meta = match over.unwrap_or_else(|| write_file(&abs, entry.mode, &bytes)) {
-            Ok(meta) => meta,
-            // Something a job left where the file or one of its directories goes: looked
-            // for only when the write fails, which saves a stat on every file.
-            Err(_) => {
+        let written = match dir.and_then(|dir| overwrite_at(dir, &entry.path, entry.mode, &bytes)) {
+            Some(written) => written,
+            // Something a job left where the file or one of its directories goes (a symlink
+            // among them, which is never written through), or a directory to make: looked for
+            // only then, which saves a stat of every directory on the way of every file.
+            None => {
                 self.clear_way(&entry.path)?;
-                write_file(&abs, entry.mode, &bytes).map_err(|e| Error::Write(abs.clone(), e))?
+                write_file(&abs, entry.mode, &bytes)
             }
         };
+        let meta = written.map_err(|e| Error::Write(abs.clone(), e))?;
         Ok(Written {
             mode: entry.mode,
             id: entry.id,
@@ -795,9 +796,10 @@ impl Snapshot {
 }
 
 /// Writes `bytes` as the file `rel` under `dir` with `mode`, in place over the regular file
-/// there, or as a new one; `None`, having written nothing, where [`write_file`] has more to do:
-/// a symlink, a directory or a file linked elsewhere in the way, a directory on the way missing,
-/// a symlink to write.
+/// there, or as a new one; `None`, having written nothing, where more is to be done first: a
+/// symlink anywhere on the way (never followed), a directory or a file linked elsewhere in the
+/// way, a directory on the way missing, a symlink to write; or where the kernel cannot open a
+/// path without following symlinks (`openat2`, Linux 5.6).
 fn overwrite_at(
     dir: &fs::File,
     rel: &str,
@@ -812,20 +814,18 @@ fn overwrite_at(
         FileMode::Executable => 0o755,
         FileMode::Regular => 0o644,
     };
-    // Not following a symlink there, and not waiting for a reader of a FIFO there.
+    // Not waiting for a reader of a FIFO there.
     let flags = OFlag::O_WRONLY
         | OFlag::O_CREAT
         | OFlag::O_NOFOLLOW
         | OFlag::O_NONBLOCK
         | OFlag::O_NOCTTY
         | OFlag::O_CLOEXEC;
-    let fd = nix::fcntl::openat(
-        dir,
-        rel,
-        flags,
-        nix::sys::stat::Mode::from_bits_truncate(bits),
-    );
-    let mut file = fs::File::from(fd.ok()?);
+    let how = nix::fcntl::OpenHow::new()
+        .flags(flags)
+        .mode(nix::sys::stat::Mode::from_bits_truncate(bits))
+        .resolve(nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let mut file = fs::File::from(nix::fcntl::openat2(dir, rel, how).ok()?);
     let before = file.metadata().ok()?;
     if !before.is_file() || before.nlink() > 1 {
         return None;
@@ -1603,6 +1603,41 @@ mod tests {
         }
         assert_eq!(fs::read_to_string(outside.join("a-link")).unwrap(), "1");
         assert_eq!(fs::read_to_string(outside.join("target")).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_symlink_a_job_left_where_a_directory_goes_is_replaced_never_written_through() {
+        let (dir, repo) = crate::git::test_repo();
+        let snapshot = Snapshot::new(&repo, "test");
+        let base = [("d/a", "1"), ("d/e/b", "2"), ("c", "3")];
+        let (t0, e0) = tree(&repo, &base);
+        sync(&snapshot, &repo, &e0, t0, &[]);
+
+        // Unseen by any watch: `d` replaced by a symlink to a directory outside, whose files
+        // have the names the snapshot's have.
+        let outside = dir.path().join("outside");
+        fs::create_dir_all(outside.join("e")).unwrap();
+        fs::write(outside.join("a"), "keep a").unwrap();
+        fs::write(outside.join("e/b"), "keep b").unwrap();
+        fs::remove_dir_all(snapshot.dir.join("d")).unwrap();
+        std::os::unix::fs::symlink(&outside, snapshot.dir.join("d")).unwrap();
+
+        let staged = [("d/a", "1 staged"), ("d/e/b", "2 staged"), ("c", "3")];
+        let (_, e1) = tree(&repo, &staged);
+        sync(&snapshot, &repo, &e1, t0, &["d/a", "d/e/b"]);
+        assert!(
+            fs::symlink_metadata(snapshot.dir.join("d"))
+                .unwrap()
+                .is_dir()
+        );
+        let mut want: Vec<(String, String)> = staged
+            .iter()
+            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+            .collect();
+        want.sort();
+        assert_eq!(files_in(&snapshot.dir), want);
+        assert_eq!(fs::read_to_string(outside.join("a")).unwrap(), "keep a");
+        assert_eq!(fs::read_to_string(outside.join("e/b")).unwrap(), "keep b");
     }
 
     /// The snapshot's state names each of `entries` with its own blob id.
