@@ -526,10 +526,8 @@ impl Snapshot {
                 (Ok(at), _) => stale.push(at),
                 (Err(_), Some(_)) => {
                     gone.push(path.as_str());
-                    let abs = self.dir.join(path);
-                    if fs::remove_file(&abs).is_ok() {
+                    if remove_beneath(&self.dir, path) {
                         synced.removed += 1;
-                        remove_empty_parents(&self.dir, &abs);
                     }
                 }
                 (Err(_), None) => {}
@@ -595,10 +593,8 @@ impl Snapshot {
             let current: FastSet<&str> = entries.iter().map(|e| e.path.as_str()).collect();
             for path in old.keys().filter(|p| !current.contains(*p)) {
                 gone.push(*path);
-                let abs = self.dir.join(path);
-                if fs::remove_file(&abs).is_ok() {
+                if remove_beneath(&self.dir, path) {
                     synced.removed += 1;
-                    remove_empty_parents(&self.dir, &abs);
                 }
             }
         }
@@ -638,17 +634,12 @@ impl Snapshot {
     }
 
     /// [`Snapshot::intact`] by one lstat: the same blob and stat data. A file linked elsewhere
-    /// is removed, to be written anew rather than through the link.
+    /// is not: it is written anew (see [`Snapshot::write`]), never through the link.
     fn intact_on_disk<'a>(&self, entry: &Entry, was: Known<'a>) -> Option<Kept<'a>> {
         let same = was.mode == entry.mode && was.id == entry.id;
-        let abs = self.dir.join(&entry.path);
-        let meta = fs::symlink_metadata(&abs).ok()?;
-        if meta.is_file() && meta.nlink() > 1 {
-            // A job linked the file elsewhere: it is written anew, not through the link.
-            let _ = fs::remove_file(&abs);
-            return None;
-        }
-        (same && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
+        let meta = fs::symlink_metadata(self.dir.join(&entry.path)).ok()?;
+        let linked = meta.is_file() && meta.nlink() > 1;
+        (same && !linked && was.stat() == Some(stat_of(&meta))).then_some(Kept::Line(was.line))
     }
 
     /// Writes the entries at `stale` into the directory, on every core when there are many: a
@@ -1279,6 +1270,27 @@ fn digest(entries: &[Entry]) -> String {
     blake3::hash(&bytes).to_hex().to_string()
 }
 
+/// Removes the file `rel` under `root`, and the directories above it that this leaves empty;
+/// `false` if it was not there, or a symlink is on its way (a job's doing: where it leads is not
+/// the snapshot's to change).
+fn remove_beneath(root: &Path, rel: &str) -> bool {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let (parent, name) = rel.rsplit_once('/').unwrap_or((".", rel));
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let removed = fs::File::open(root)
+        .ok()
+        .and_then(|root| nix::fcntl::openat2(&root, parent, how).ok())
+        .is_some_and(|dir| {
+            nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir).is_ok()
+        });
+    if removed {
+        remove_empty_parents(root, &root.join(rel));
+    }
+    removed
+}
+
 /// Removes the directories above `file` that became empty, up to `root`.
 fn remove_empty_parents(root: &Path, file: &Path) {
     let mut dir = file.parent();
@@ -1609,7 +1621,7 @@ mod tests {
     fn a_symlink_a_job_left_where_a_directory_goes_is_replaced_never_written_through() {
         let (dir, repo) = crate::git::test_repo();
         let snapshot = Snapshot::new(&repo, "test");
-        let base = [("d/a", "1"), ("d/e/b", "2"), ("c", "3")];
+        let base = [("d/a", "1"), ("d/e/b", "2"), ("d/gone", "4"), ("c", "3")];
         let (t0, e0) = tree(&repo, &base);
         sync(&snapshot, &repo, &e0, t0, &[]);
 
@@ -1619,12 +1631,14 @@ mod tests {
         fs::create_dir_all(outside.join("e")).unwrap();
         fs::write(outside.join("a"), "keep a").unwrap();
         fs::write(outside.join("e/b"), "keep b").unwrap();
+        fs::write(outside.join("gone"), "keep gone").unwrap();
         fs::remove_dir_all(snapshot.dir.join("d")).unwrap();
         std::os::unix::fs::symlink(&outside, snapshot.dir.join("d")).unwrap();
 
+        // Two files change and one leaves the tree.
         let staged = [("d/a", "1 staged"), ("d/e/b", "2 staged"), ("c", "3")];
         let (_, e1) = tree(&repo, &staged);
-        sync(&snapshot, &repo, &e1, t0, &["d/a", "d/e/b"]);
+        sync(&snapshot, &repo, &e1, t0, &["d/a", "d/e/b", "d/gone"]);
         assert!(
             fs::symlink_metadata(snapshot.dir.join("d"))
                 .unwrap()
@@ -1638,6 +1652,10 @@ mod tests {
         assert_eq!(files_in(&snapshot.dir), want);
         assert_eq!(fs::read_to_string(outside.join("a")).unwrap(), "keep a");
         assert_eq!(fs::read_to_string(outside.join("e/b")).unwrap(), "keep b");
+        assert_eq!(
+            fs::read_to_string(outside.join("gone")).unwrap(),
+            "keep gone"
+        );
     }
 
     /// The snapshot's state names each of `entries` with its own blob id.
