@@ -594,13 +594,36 @@ fn post_merge() -> Result<u8, Error> {
 
 /// On a server: runs the `merge` jobs of the default branch's own pipeline for each push that
 /// moves it. A pipeline on any other branch never runs here.
+/// The branch whose pushes a server runs the pipeline of, as the server itself says: the
+/// branch its HEAD is on, unless the pipeline at that branch's tip names another
+/// (`[pipeline] default_branch`). A pushed pipeline has no say: on any other branch it could
+/// otherwise name its own branch and run.
+fn server_default_branch(repo: &Repo) -> String {
+    let head = repo.head_branch().unwrap_or_else(|| repo.default_branch());
+    let named = repo
+        .resolve(&format!("refs/heads/{head}"))
+        .and_then(|tip| repo.file_at(tip, config::FILE_NAME))
+        .ok()
+        .flatten()
+        .and_then(|bytes| {
+            let file = Path::new(config::FILE_NAME);
+            config::parse(config::FILE_NAME, file, Path::new(""), &bytes).ok()
+        })
+        .and_then(|pipeline| pipeline.default_branch);
+    named.unwrap_or(head)
+}
+
 fn post_receive(input: &str) -> Result<u8, Error> {
     let context = Context::discover_allow_bare()?;
     let repo = &context.repo;
-    let head = repo.head_branch().unwrap_or_else(|| repo.default_branch());
+    let default = server_default_branch(repo);
     let mut code = exit::SUCCESS;
     for RefUpdate { refname, new } in hooks::parse_post_receive(input) {
         let Some(new) = new else { continue };
+        // Nothing of another branch is even written out here, let alone run.
+        if refname != format!("refs/heads/{default}") {
+            continue;
+        }
         let commit = repo.resolve(&new)?;
         let entries = repo.commit_files(commit)?;
         // Synced before the pipeline is known to run: a watch starts with the first job.
@@ -611,13 +634,6 @@ fn post_receive(input: &str) -> Result<u8, Error> {
             continue;
         };
         let pipeline = config::parse(config::FILE_NAME, &file, &snapshot.dir, &bytes)?;
-        let default = pipeline
-            .default_branch
-            .clone()
-            .unwrap_or_else(|| head.clone());
-        if refname != format!("refs/heads/{default}") {
-            continue;
-        }
         let Some(graph) = event_graph(&pipeline, Event::Merge)? else {
             continue;
         };

@@ -734,6 +734,28 @@ run = "echo shipping $(cat version.txt)"
         "a topic branch ran the pipeline: {err}"
     );
 
+    // A pushed pipeline cannot make its own branch the default: the server's HEAD says.
+    repo.write(
+        ".pipeline.toml",
+        "[pipeline]\ndefault_branch = \"sneaky\"\n\n[jobs.ship]\non = [\"merge\"]\nrun = \"echo shipping $(cat version.txt)\"\n",
+    );
+    repo.write("version.txt", "3.0-sneaky\n");
+    repo.git(&["checkout", "-q", "-b", "sneaky"]);
+    repo.commit_all("sneaky");
+    let (ok, err) = push(&repo, &["origin", "sneaky"]);
+    assert!(ok, "{err}");
+    assert!(
+        !err.contains("shipping"),
+        "a branch naming itself the default ran its pipeline: {err}"
+    );
+    assert!(
+        !bare.join("weir/snapshots/merge/tree/version.txt").exists()
+            || std::fs::read_to_string(bare.join("weir/snapshots/merge/tree/version.txt"))
+                .unwrap()
+                .starts_with("1.0"),
+        "another branch's files were written out on the server"
+    );
+
     // The same commit's merge pipeline runs once.
     repo.git(&["checkout", "-q", "main"]);
     repo.git(&["push", "-q", "origin", "main:refs/heads/main", "--force"]);
