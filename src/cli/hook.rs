@@ -592,8 +592,6 @@ fn post_merge() -> Result<u8, Error> {
     Ok(exit_code(outcome))
 }
 
-/// On a server: runs the `merge` jobs of the default branch's own pipeline for each push that
-/// moves it. A pipeline on any other branch never runs here.
 /// The branch whose pushes a server runs the pipeline of, as the server itself says: the
 /// branch its HEAD is on, unless the pipeline at that branch's tip names another
 /// (`[pipeline] default_branch`). A pushed pipeline has no say: on any other branch it could
@@ -613,6 +611,8 @@ fn server_default_branch(repo: &Repo) -> String {
     named.unwrap_or(head)
 }
 
+/// On a server: runs the `merge` jobs of the default branch's own pipeline for each push that
+/// moves it. A pipeline on any other branch never runs here.
 fn post_receive(input: &str) -> Result<u8, Error> {
     let context = Context::discover_allow_bare()?;
     let repo = &context.repo;
