@@ -780,22 +780,7 @@ fn walk(
 mod tests {
     use super::*;
     use crate::git::FileStat;
-    use crate::git::test_repo;
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
-    }
+    use crate::git::{test_git as git, test_repo};
 
     #[test]
     fn stats_by_name_in_an_open_directory_say_what_lstat_says() {

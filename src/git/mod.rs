@@ -18,6 +18,23 @@ pub use snapshot::{Changes, Entry, Staged, index_file_checksum};
 pub(crate) use statcache::FileStat;
 pub use statcache::StatCache;
 
+/// Runs `git args` in `dir` with no user or system config, for unit tests; its stdout, trimmed.
+#[cfg(test)]
+pub(crate) fn test_git(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// A new empty repository in a temporary directory, made by `git init` with no user or system
 /// config: for unit tests that need a real repository.
 #[cfg(test)]

@@ -653,19 +653,7 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::test_repo;
-
-    fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
+    use crate::git::{test_git as git, test_repo};
 
     fn create(repo: &Repo, refname: &str) -> Result<ObjectId, Error> {
         let entries = [TreeEntry::bytes("result", "passed\n")];

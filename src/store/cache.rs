@@ -533,7 +533,7 @@ pub(crate) fn write_file(
     mode: FileMode,
     bytes: &[u8],
 ) -> std::io::Result<fs::Metadata> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let existing = fs::symlink_metadata(abs).ok();
     match &existing {
         None => {
@@ -564,6 +564,13 @@ pub(crate) fn write_file(
         .truncate(false)
         .mode(bits)
         .open(abs)?;
+    fill(&mut file, bytes, bits)
+}
+
+/// Writes `bytes` over the start of `file`, opened for writing, cuts what was there beyond them,
+/// and gives it permission `bits`; its metadata once done.
+pub(crate) fn fill(file: &mut fs::File, bytes: &[u8], bits: u32) -> std::io::Result<fs::Metadata> {
+    use std::os::unix::fs::PermissionsExt;
     file.write_all(bytes)?;
     let mut meta = file.metadata()?;
     let len = bytes.len() as u64;

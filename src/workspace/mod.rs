@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
-use crate::store::cache::{check_path, write_file};
+use crate::store::cache::{check_path, fill, write_file};
 use crate::sync::lock;
 
 pub use track::{Touched, Tracker};
@@ -798,8 +798,6 @@ fn overwrite_at(
     bytes: &[u8],
 ) -> Option<std::io::Result<fs::Metadata>> {
     use nix::fcntl::OFlag;
-    use std::io::Write as _;
-    use std::os::unix::fs::PermissionsExt;
     let bits = match mode {
         FileMode::Symlink => return None,
         FileMode::Executable => 0o755,
@@ -821,21 +819,7 @@ fn overwrite_at(
     if !before.is_file() || before.nlink() > 1 {
         return None;
     }
-    Some((|| {
-        file.write_all(bytes)?;
-        let mut meta = file.metadata()?;
-        let len = bytes.len() as u64;
-        if meta.len() > len {
-            file.set_len(len)?;
-            meta = file.metadata()?;
-        }
-        // An existing file keeps its old mode, and the umask may narrow a new one.
-        if meta.permissions().mode() & 0o777 != bits {
-            file.set_permissions(fs::Permissions::from_mode(bits))?;
-            meta = file.metadata()?;
-        }
-        Ok(meta)
-    })())
+    Some(fill(&mut file, bytes, bits))
 }
 
 /// The working tree a snapshot of the staged index can copy clean files from: `stats` are the
@@ -1383,6 +1367,23 @@ mod tests {
     }
 
     /// The files under `dir`, by path.
+    /// `files`, owned and sorted by path: what [`files_in`] finds when they are all there is.
+    fn owned(files: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut files: Vec<(String, String)> = files
+            .iter()
+            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
+            .collect();
+        files.sort();
+        files
+    }
+
+    fn borrowed(files: &[(String, String)]) -> Vec<(&str, &str)> {
+        files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect()
+    }
+
     fn files_in(dir: &Path) -> Vec<(String, String)> {
         let mut found = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
@@ -1462,14 +1463,7 @@ mod tests {
     fn a_sync_told_what_changed_leaves_exactly_the_entries() {
         let (_dir, repo) = crate::git::test_repo();
         let snapshot = Snapshot::new(&repo, "test");
-        let want = |files: &[(&str, &str)]| {
-            let mut files: Vec<(String, String)> = files
-                .iter()
-                .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
-                .collect();
-            files.sort();
-            files
-        };
+        let want = owned;
 
         // HEAD's tree, with `b/c` staged: the first sync compares everything.
         let base = [("a", "1"), ("b/c", "2"), ("d/e/f", "3")];
@@ -1532,19 +1526,13 @@ mod tests {
             files.sort();
             files
         }
-        fn refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
-            files
-                .iter()
-                .map(|(p, c)| (p.as_str(), c.as_str()))
-                .collect()
-        }
         /// The paths where `after` differs from `before`.
         fn changed<'a>(
             before: &'a [(String, String)],
             after: &'a [(String, String)],
         ) -> Vec<&'a str> {
-            let before: BTreeMap<&str, &str> = refs(before).into_iter().collect();
-            let after: BTreeMap<&str, &str> = refs(after).into_iter().collect();
+            let before: BTreeMap<&str, &str> = borrowed(before).into_iter().collect();
+            let after: BTreeMap<&str, &str> = borrowed(after).into_iter().collect();
             let paths: BTreeSet<&str> = before.keys().chain(after.keys()).copied().collect();
             paths
                 .into_iter()
@@ -1556,12 +1544,12 @@ mod tests {
 
         // HEAD's tree, synced whole.
         let head = files(|_| Some("v0"), 0);
-        let (t0, e0) = tree(&repo, &refs(&head));
+        let (t0, e0) = tree(&repo, &borrowed(&head));
         sync(&snapshot, &repo, &e0, t0, &[]);
 
         // Every 8th file staged: appended to the state.
         let one = files(|i| Some(if i % 8 == 0 { "v1" } else { "v0" }), 0);
-        let (_, e1) = tree(&repo, &refs(&one));
+        let (_, e1) = tree(&repo, &borrowed(&one));
         sync(&snapshot, &repo, &e1, t0, &changed(&head, &one));
         assert_eq!(files_in(&snapshot.dir), one);
 
@@ -1575,7 +1563,7 @@ mod tests {
             },
             10,
         );
-        let (_, e2) = tree(&repo, &refs(&two));
+        let (_, e2) = tree(&repo, &borrowed(&two));
         let told = changed(&head, &two);
         assert!(told.len() > 64, "{}", told.len());
         sync(&snapshot, &repo, &e2, t0, &told);
@@ -1603,12 +1591,7 @@ mod tests {
         let staged = [("a", "1 staged"), ("b", "2 staged"), ("c", "3")];
         let (_, e1) = tree(&repo, &staged);
         sync(&snapshot, &repo, &e1, t0, &["a", "b"]);
-        let mut want: Vec<(String, String)> = staged
-            .iter()
-            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
-            .collect();
-        want.sort();
-        assert_eq!(files_in(&snapshot.dir), want);
+        assert_eq!(files_in(&snapshot.dir), owned(&staged));
         for path in ["a", "b"] {
             let meta = fs::symlink_metadata(snapshot.dir.join(path)).unwrap();
             assert!(meta.is_file() && meta.nlink() == 1, "{path}: {meta:?}");
@@ -1644,12 +1627,7 @@ mod tests {
                 .unwrap()
                 .is_dir()
         );
-        let mut want: Vec<(String, String)> = staged
-            .iter()
-            .map(|(p, c)| ((*p).to_owned(), (*c).to_owned()))
-            .collect();
-        want.sort();
-        assert_eq!(files_in(&snapshot.dir), want);
+        assert_eq!(files_in(&snapshot.dir), owned(&staged));
         assert_eq!(fs::read_to_string(outside.join("a")).unwrap(), "keep a");
         assert_eq!(fs::read_to_string(outside.join("e/b")).unwrap(), "keep b");
         assert_eq!(
@@ -1680,12 +1658,6 @@ mod tests {
             files.sort();
             files
         };
-        fn borrowed(files: &[(String, String)]) -> Vec<(&str, &str)> {
-            files
-                .iter()
-                .map(|(p, c)| (p.as_str(), c.as_str()))
-                .collect()
-        }
 
         // Every file is new: all 300 are written, by the whole-state path.
         let one = files(0, 300, "one");
