@@ -49,12 +49,27 @@ pub(crate) fn overwrite(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.set_len(bytes.len() as u64)
 }
 
+/// Makes the file at `path`, if there is one, read as damaged: its first byte is overwritten in
+/// place. For records that carry a header: cheaper than removing the file and making a new one
+/// later (see `replace`). Where that cannot be done, the file is removed.
+pub(crate) fn spoil(path: &Path) {
+    let spoiled = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut file| file.write_all(b"-"));
+    if let Err(e) = spoiled
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        let _ = fs::remove_file(path);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn replace_and_overwrite_leave_exactly_the_new_bytes() {
+    fn replace_overwrite_and_spoil_leave_exactly_the_new_bytes() {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("state");
         replace(&path, b"first, longer").unwrap();
@@ -65,6 +80,10 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"4th");
         append(&path, b", 5th").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"4th, 5th");
+        spoil(&path);
+        assert_eq!(fs::read(&path).unwrap(), b"-th, 5th");
+        spoil(&dir.path().join("none"));
+        assert!(!dir.path().join("none").exists());
         let left: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
     }

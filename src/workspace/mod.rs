@@ -23,8 +23,8 @@ pub use track::{Touched, Tracker};
 const HEADER: &str = "weir-snapshot 4";
 /// The directories record's first line.
 const DIRS_HEADER: &str = "weir-dirs 1";
-/// The base record's first line.
-const BASE_HEADER: &str = "weir-base 2";
+/// The base record's first line: this, then how many lines follow.
+const BASE_HEADER: &str = "weir-base 3";
 /// Directories a comparison of HEAD's tree with the base's may read before the sync compares
 /// every file instead.
 const TREE_BUDGET: usize = 64;
@@ -413,9 +413,9 @@ impl Snapshot {
     ) -> Result<Synced, Error> {
         // Until the state is saved, the record no longer tells which files are as it says, and
         // the base no longer tells where they can differ.
-        let _ = fs::remove_file(&self.touched);
+        statefile::spoil(&self.touched);
         let base = fs::read_to_string(&self.base).ok();
-        let _ = fs::remove_file(&self.base);
+        statefile::spoil(&self.base);
         let started = std::time::Instant::now();
         let text = fs::read_to_string(&self.state).unwrap_or_default();
         let state = split_state(&text);
@@ -452,7 +452,7 @@ impl Snapshot {
         if let Some(delta) = delta
             && let Some(text) = format_base(delta)
         {
-            let _ = statefile::replace(&self.base, text.as_bytes());
+            let _ = statefile::overwrite(&self.base, text.as_bytes());
         }
         Ok(synced)
     }
@@ -762,27 +762,19 @@ impl Snapshot {
     /// Records what the jobs run since the last sync touched, `None` when that is not known
     /// (the next sync then stats every file).
     pub fn record(&self, touched: Option<&Touched>) {
-        let Some(touched) = touched else {
-            let _ = fs::remove_file(&self.touched);
+        // Not a path a line can hold: say nothing, which is "unknown".
+        let Some(text) = touched.and_then(format_touched) else {
+            statefile::spoil(&self.touched);
             return;
         };
-        if touched.is_empty() && self.touched.exists() {
-            // Still the record of an untouched directory: whatever ran there removed it.
+        // Still the record of an untouched directory: whatever ran there spoiled it.
+        if fs::read(&self.touched).is_ok_and(|was| was == text.as_bytes()) {
             return;
         }
-        let mut text = format!("{TOUCHED_HEADER}\n");
-        let lines =
-            (touched.files.iter().map(|p| ("f", p))).chain(touched.dirs.iter().map(|p| ("d", p)));
-        for (kind, path) in lines {
-            if path.contains('\n') {
-                // Not a path a line can hold: say nothing, which is "unknown".
-                let _ = fs::remove_file(&self.touched);
-                return;
-            }
-            text.push_str(&format!("{kind} {path}\n"));
-        }
         // Without the record the next sync only stats every file.
-        let _ = statefile::replace(&self.touched, text.as_bytes());
+        if statefile::overwrite(&self.touched, text.as_bytes()).is_err() {
+            statefile::spoil(&self.touched);
+        }
     }
 }
 
@@ -903,7 +895,7 @@ impl Watch {
     /// Something is about to change the directory: until it is recorded, what changed is not
     /// known.
     pub fn invalidate(&self) {
-        let _ = fs::remove_file(&self.record);
+        statefile::spoil(&self.record);
     }
 }
 
@@ -919,16 +911,20 @@ fn started(joined: std::thread::Result<std::io::Result<Tracker>>) -> Option<Trac
     }
 }
 
-const TOUCHED_HEADER: &str = "weir-touched 1";
+/// The touched record's first line: this, then how many lines follow.
+const TOUCHED_HEADER: &str = "weir-touched 2";
 
-/// The touched record; `None` if it is not one.
+/// The touched record of `touched`; `None` if a path cannot be a line of it.
+fn format_touched(touched: &Touched) -> Option<String> {
+    let lines =
+        (touched.files.iter().map(|p| ("f", p))).chain(touched.dirs.iter().map(|p| ("d", p)));
+    counted(TOUCHED_HEADER, "", lines)
+}
+
+/// The touched record; `None` if it is not one, or not whole.
 fn parse_touched(text: &str) -> Option<Touched> {
-    let mut lines = text.lines();
-    if lines.next() != Some(TOUCHED_HEADER) {
-        return None;
-    }
     let mut touched = Touched::default();
-    for line in lines {
+    for line in counted_lines(TOUCHED_HEADER, text)? {
         match line.split_once(' ')? {
             ("f", path) => touched.files.insert(path.to_owned()),
             ("d", path) => touched.dirs.insert(path.to_owned()),
@@ -936,6 +932,47 @@ fn parse_touched(text: &str) -> Option<Touched> {
         };
     }
     Some(touched)
+}
+
+/// A record written in place (see [`statefile::overwrite`]): `header` and the number of lines
+/// that follow, then `first` (a line, unless empty), then a line `kind path` for each of
+/// `lines`. The count makes a record cut short, or followed by what a longer one left, read
+/// as damaged. `None` if a path cannot be a line.
+fn counted<'a>(
+    header: &str,
+    first: &str,
+    lines: impl Iterator<Item = (&'a str, &'a String)>,
+) -> Option<String> {
+    let mut body = String::new();
+    let mut count = 0;
+    if !first.is_empty() {
+        body.push_str(first);
+        body.push('\n');
+        count += 1;
+    }
+    for (kind, path) in lines {
+        if path.contains('\n') {
+            return None;
+        }
+        body.push_str(kind);
+        body.push(' ');
+        body.push_str(path);
+        body.push('\n');
+        count += 1;
+    }
+    Some(format!("{header} {count}\n{body}"))
+}
+
+/// The lines after the header of a record [`counted`] wrote; `None` unless it is whole.
+fn counted_lines<'a>(header: &str, text: &'a str) -> Option<std::str::Lines<'a>> {
+    let (first, rest) = text.split_once('\n')?;
+    let count: usize = first
+        .strip_prefix(header)?
+        .strip_prefix(' ')?
+        .parse()
+        .ok()?;
+    let whole = (rest.is_empty() || rest.ends_with('\n')) && rest.lines().count() == count;
+    whole.then(|| rest.lines())
 }
 
 /// What the state file says of one file: its mode and blob id, and its line, whose stat data is
@@ -1108,10 +1145,7 @@ struct Base<'a> {
 }
 
 fn parse_base(text: &str) -> Option<Base<'_>> {
-    let mut lines = text.lines();
-    if lines.next() != Some(BASE_HEADER) {
-        return None;
-    }
+    let mut lines = counted_lines(BASE_HEADER, text)?;
     let tree = gix::ObjectId::from_hex(lines.next()?.as_bytes()).ok()?;
     let mut base = Base {
         tree,
@@ -1125,26 +1159,15 @@ fn parse_base(text: &str) -> Option<Base<'_>> {
             _ => return None,
         }
     }
-    // Written whole and renamed into place, so a complete file ends with a newline.
-    text.ends_with('\n').then_some(base)
+    Some(base)
 }
 
 /// The base record of `delta`; `None` if a path cannot be a line of it.
 fn format_base(delta: &Delta<'_>) -> Option<String> {
-    let mut text = format!("{BASE_HEADER}\n{}\n", delta.tree);
     let changes = &delta.changes;
     let lines =
         (changes.changed.iter().map(|p| ("c", p))).chain(changes.deleted.iter().map(|p| ("d", p)));
-    for (kind, path) in lines {
-        if path.contains('\n') {
-            return None;
-        }
-        text.push_str(kind);
-        text.push(' ');
-        text.push_str(path);
-        text.push('\n');
-    }
-    Some(text)
+    counted(BASE_HEADER, &delta.tree.to_string(), lines)
 }
 
 fn parse_line(line: &str) -> Option<(&str, Written)> {
@@ -1304,6 +1327,46 @@ mod tests {
                 mode: 0o100644,
             },
         }
+    }
+
+    #[test]
+    fn a_record_written_in_place_counts_only_when_whole() {
+        let touched = Touched {
+            files: ["a b.txt".to_owned(), "src/x".to_owned()].into(),
+            dirs: ["gone".to_owned()].into(),
+        };
+        let long = format_touched(&touched).unwrap();
+        assert_eq!(parse_touched(&long), Some(touched));
+        let short = format_touched(&Touched::default()).unwrap();
+        assert_eq!(parse_touched(&short), Some(Touched::default()));
+        // Cut short, or written over a longer one without cutting what it left.
+        assert_eq!(parse_touched(&long[..long.len() - 1]), None);
+        assert_eq!(parse_touched(&long[..long.len() - 4]), None);
+        let over = format!("{short}{}", &long[short.len()..]);
+        assert_eq!(parse_touched(&over), None);
+        // Spoiled (see `statefile::spoil`).
+        assert_eq!(parse_touched(&format!("-{}", &long[1..])), None);
+        let bad = Touched {
+            files: ["a\nb".to_owned()].into(),
+            dirs: BTreeSet::new(),
+        };
+        assert_eq!(format_touched(&bad), None);
+
+        let changes = git::Changes {
+            changed: vec!["c/d".to_owned()],
+            deleted: vec!["e".to_owned()],
+        };
+        let delta = Delta {
+            tree: gix::ObjectId::empty_tree(gix::hash::Kind::Sha1),
+            changes: &changes,
+        };
+        let text = format_base(&delta).unwrap();
+        let base = parse_base(&text).unwrap();
+        assert_eq!(
+            (base.tree, base.changed, base.deleted),
+            (delta.tree, vec!["c/d"], vec!["e"])
+        );
+        assert!(parse_base(&text[..text.len() - 2]).is_none());
     }
 
     #[test]
