@@ -600,7 +600,7 @@ fn server_default_branch(repo: &Repo) -> String {
     let head = repo.head_branch().unwrap_or_else(|| repo.default_branch());
     let named = repo
         .resolve(&format!("refs/heads/{head}"))
-        .and_then(|tip| repo.file_at(tip, config::FILE_NAME))
+        .and_then(|tip| repo.read_file(tip, config::FILE_NAME))
         .ok()
         .flatten()
         .and_then(|bytes| {

@@ -483,15 +483,6 @@ impl Repo {
         Ok(items)
     }
 
-    /// The content of the regular file at `path` in `commit`'s tree; `None` when there is none.
-    pub fn file_at(&self, commit: ObjectId, path: &str) -> Result<Option<Vec<u8>>, Error> {
-        let tree = self.repo.find_commit(commit)?.tree()?;
-        match tree.lookup_entry_by_path(path)? {
-            Some(entry) if entry.mode().is_blob() => Ok(Some(self.read_blob(entry.object_id())?)),
-            _ => Ok(None),
-        }
-    }
-
     /// The size in bytes of object `id`.
     pub fn object_size(&self, id: ObjectId) -> Result<u64, Error> {
         Ok(self.repo.find_header(id)?.size())
