@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
 use crate::store::cache::{check_path, fill, write_file};
-use crate::sync::lock;
 
 pub use track::{Touched, Tracker};
 
@@ -658,8 +657,14 @@ impl Snapshot {
         // only the file's own path, not the snapshot's as well, for every one.
         let dir = fs::File::open(&self.dir).ok();
         let write = |repo: &Repo, part: &[usize]| -> Result<Vec<Written>, Error> {
+            // Each thread keeps its own answers on attributes files: shared, they cost a lock
+            // per file.
+            let mut converted = Converted::default();
             part.iter()
-                .map(|&at| self.write(repo, &entries[at], at, worktree, dir.as_ref()))
+                .map(|&at| {
+                    let entry = &entries[at];
+                    self.write(repo, entry, at, worktree, dir.as_ref(), &mut converted)
+                })
                 .collect()
         };
         let threads = crate::sync::cores();
@@ -686,7 +691,8 @@ impl Snapshot {
         })
     }
 
-    /// Writes `entry` (the `at`th entry) into the directory, opened as `dir`.
+    /// Writes `entry` (the `at`th entry) into the directory, opened as `dir`; `converted` is
+    /// what this thread found of attributes files so far (see [`Worktree::converted`]).
     fn write(
         &self,
         repo: &Repo,
@@ -694,6 +700,7 @@ impl Snapshot {
         at: usize,
         worktree: Option<&Worktree<'_>>,
         dir: Option<&fs::File>,
+        converted: &mut Converted,
     ) -> Result<Written, Error> {
         check_path(&entry.path).map_err(|reason| Error::Unsafe {
             path: entry.path.clone(),
@@ -702,7 +709,7 @@ impl Snapshot {
         let abs = self.dir.join(&entry.path);
         let clean = worktree
             .filter(|_| entry.mode != FileMode::Symlink)
-            .and_then(|w| w.clean_content(&entry.path, at));
+            .and_then(|w| w.clean_content(&entry.path, at, converted));
         let bytes = match clean {
             Some(bytes) => bytes,
             None => repo.read_blob(entry.id)?,
@@ -827,9 +834,6 @@ pub struct Worktree<'a> {
     written: (i64, u32),
     /// Directories whose `.gitattributes` is staged (`""` for the top).
     staged_attributes: FastSet<&'a str>,
-    /// Directories known to have a `.gitattributes` (staged or in the working tree) in them or
-    /// above them, or not.
-    converted: std::sync::Mutex<FastMap<String, bool>>,
 }
 
 impl<'a> Worktree<'a> {
@@ -854,15 +858,14 @@ impl<'a> Worktree<'a> {
             stats,
             written,
             staged_attributes,
-            converted: std::sync::Mutex::new(FastMap::default()),
         }
     }
 
     /// The content of the `at`th staged file, `path`, read from the working tree if git stored
     /// it as it is there: still as `git add` saw it, and no attributes file on its way.
-    fn clean_content(&self, path: &str, at: usize) -> Option<Vec<u8>> {
+    fn clean_content(&self, path: &str, at: usize, known: &mut Converted) -> Option<Vec<u8>> {
         let stat = self.stats.get(at)?;
-        if self.converted(path.rsplit_once('/').map_or("", |(dir, _)| dir)) {
+        if self.converted(path.rsplit_once('/').map_or("", |(dir, _)| dir), known) {
             return None;
         }
         git::clean_content(self.root_dir.as_ref()?, path, stat, self.written)
@@ -870,18 +873,22 @@ impl<'a> Worktree<'a> {
 
     /// Whether a `.gitattributes` in `dir` (`""` for the top) or above it may convert the files
     /// there: asked once per directory, not once per file and parent.
-    fn converted(&self, dir: &str) -> bool {
-        if let Some(&known) = lock(&self.converted).get(dir) {
-            return known;
+    fn converted(&self, dir: &str, known: &mut Converted) -> bool {
+        if let Some(&converted) = known.get(dir) {
+            return converted;
         }
         let converted = self.staged_attributes.contains(dir)
             || fs::symlink_metadata(self.root.join(dir).join(".gitattributes")).is_ok()
             || (!dir.is_empty()
-                && self.converted(dir.rsplit_once('/').map_or("", |(parent, _)| parent)));
-        lock(&self.converted).insert(dir.to_owned(), converted);
+                && self.converted(dir.rsplit_once('/').map_or("", |(parent, _)| parent), known));
+        known.insert(dir.to_owned(), converted);
         converted
     }
 }
+
+/// Directories known to have a `.gitattributes` (staged, or in the working tree) in them or
+/// above them, or not: what [`Worktree::converted`] found.
+type Converted = FastMap<String, bool>;
 
 /// What a run in a snapshot needs to record what its jobs touch there.
 pub struct Watch {
