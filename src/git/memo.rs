@@ -544,12 +544,7 @@ mod tests {
 
         fs::write(&file, &text).expect("write");
         assert_eq!(recall(&repo, root, "given"), Some(hit()));
-        let status = std::process::Command::new("git")
-            .args(["add", "src/a.txt"])
-            .current_dir(root)
-            .status()
-            .expect("run git add");
-        assert!(status.success());
+        crate::git::test_git(root, &["add", "src/a.txt"]);
         assert_eq!(recall(&repo, root, "given"), None);
     }
 }
