@@ -732,7 +732,7 @@ run = "echo shipping $(cat version.txt)"
         if let Some(pipeline) = pipeline {
             repo.write(".pipeline.toml", pipeline);
         }
-        repo.write("version.txt", &format!("2.0-{branch}\n"));
+        repo.write("version.txt", format!("2.0-{branch}\n"));
         repo.commit_all(branch);
         let (ok, err) = push(&repo, &["origin", branch]);
         assert!(ok, "{err}");
