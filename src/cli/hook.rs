@@ -156,7 +156,9 @@ fn pre_commit(speculative: Option<(Snapshot, EarlyWatch)>) -> Result<u8, Error> 
     {
         tracing::debug!(jobs = known.len(), "the same staged content hit before");
         drop(started);
-        return repeat_hits(&context, &pipeline, &snapshot, known);
+        let code = repeat_hits(&context, &pipeline, &snapshot, known)?;
+        settle_index(repo, index_file.as_deref());
+        return Ok(code);
     }
     let seen = checksum.as_deref().is_some_and(|c| snapshot.synced_from(c));
     let speculative = match checksum {
@@ -168,6 +170,7 @@ fn pre_commit(speculative: Option<(Snapshot, EarlyWatch)>) -> Result<u8, Error> 
         trees,
         stats,
         written,
+        ..
     } = repo.staged_with_trees(index_file.as_deref())?;
     tracing::debug!(elapsed = ?clock.elapsed(), "read the staged index");
     let prepared = snapshot.prepare(&staged)?;
@@ -351,6 +354,29 @@ fn repeat_hits(
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
     }
     Ok(exit_code(done.outcome))
+}
+
+/// Settles the index's racily clean entries, if it has any (see `git::racy`): git would
+/// otherwise hash their files again at every commit of this same content. Done once the jobs
+/// are, and only when the same content is committed again, which asks nothing else of weir.
+/// Nothing here can fail the commit.
+fn settle_index(repo: &Repo, index_file: Option<&Path>) {
+    if !repo.index_may_settle(index_file) {
+        return;
+    }
+    let settled = repo.staged_with_trees(index_file).and_then(|staged| {
+        if repo.converts_everywhere() {
+            return repo.settle_index(index_file, &staged, |_| false);
+        }
+        let worktree = Worktree::new(
+            repo.workdir(),
+            &staged.entries,
+            &staged.stats,
+            staged.written,
+        );
+        repo.settle_index(index_file, &staged, worktree.stores_as_is())
+    });
+    tracing::debug!(?settled, "settled the index's racily clean entries");
 }
 
 /// `paths` (relative to the repository) that lie under the pipeline root, relative to it.

@@ -75,7 +75,7 @@ impl FileMode {
         }
     }
 
-    fn of_index(mode: Mode) -> Option<FileMode> {
+    pub(super) fn of_index(mode: Mode) -> Option<FileMode> {
         if mode == Mode::FILE {
             Some(FileMode::Regular)
         } else if mode == Mode::FILE_EXECUTABLE {

@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 
 use gix::ObjectId;
 use gix::bstr::ByteSlice;
-use gix::index::entry::{Flags, Mode};
+use gix::index::entry::Flags;
 
 use super::files::FileMode;
+use super::racy::IndexFile;
 use super::repo::{Error, Repo};
 
 /// The staged index.
@@ -27,6 +28,14 @@ pub struct Staged {
     /// When the index was written (seconds, nanoseconds): a file modified since then, or in the
     /// same clock tick, may differ from what its stat data says.
     pub written: (i64, u32),
+    /// The index file as it was before it was read.
+    pub file: Option<IndexFile>,
+    /// Which of `entries` git checks by content, whatever their stat data says: files it looks
+    /// at in the working tree (not skipped, not assumed unchanged) modified in the second the
+    /// index was written or later (see `racy`).
+    pub racy: Vec<usize>,
+    /// Whether the index is split (`core.splitIndex`): part of it lives in another file.
+    pub split: bool,
 }
 
 /// How the staged index differs from a tree.
@@ -56,7 +65,7 @@ impl Repo {
 
     /// The index file `index_file` names (`GIT_INDEX_FILE`), relative to the work tree, or
     /// the repository's own.
-    fn index_file(&self, index_file: Option<&Path>) -> PathBuf {
+    pub(super) fn index_file(&self, index_file: Option<&Path>) -> PathBuf {
         match index_file {
             Some(path) if path.is_absolute() => path.to_path_buf(),
             Some(path) => self.workdir().join(path),
@@ -76,24 +85,27 @@ impl Repo {
     /// the working tree.
     pub fn staged_with_trees(&self, index_file: Option<&Path>) -> Result<Staged, Error> {
         let path = self.index_file(index_file);
+        let file = IndexFile::at(&path);
         let Some(mut index) = self.read_index(&path)? else {
             return Ok(Staged::default());
         };
+        let written = index.timestamp();
+        let unlooked = Flags::SKIP_WORKTREE | Flags::ASSUME_VALID;
         let mut entries = Vec::with_capacity(index.entries().len());
         let mut stats = Vec::with_capacity(index.entries().len());
+        let mut racy = Vec::new();
         for entry in index.entries() {
             if entry.stage_raw() != 0 || entry.flags.contains(Flags::INTENT_TO_ADD) {
                 continue;
             }
-            let mode = if entry.mode == Mode::FILE {
-                FileMode::Regular
-            } else if entry.mode == Mode::FILE_EXECUTABLE {
-                FileMode::Executable
-            } else if entry.mode == Mode::SYMLINK {
-                FileMode::Symlink
-            } else {
+            let Some(mode) = FileMode::of_index(entry.mode) else {
                 continue;
             };
+            if i64::from(entry.stat.mtime.secs) >= written.unix_seconds()
+                && !entry.flags.intersects(unlooked)
+            {
+                racy.push(entries.len());
+            }
             entries.push(Entry {
                 path: entry.path(&index).to_str_lossy().into_owned(),
                 mode,
@@ -102,12 +114,14 @@ impl Repo {
             stats.push(entry.stat);
         }
         let trees = index.remove_tree();
-        let written = index.timestamp();
         Ok(Staged {
             entries,
             trees,
             stats,
             written: (written.unix_seconds(), written.nanoseconds()),
+            file,
+            racy,
+            split: index.link().is_some(),
         })
     }
 

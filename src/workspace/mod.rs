@@ -871,6 +871,12 @@ impl<'a> Worktree<'a> {
         git::clean_content(self.root_dir.as_ref()?, path, stat, self.written)
     }
 
+    /// Whether git stores working-tree file `path` as it is: no attributes file on its way.
+    pub fn stores_as_is(&self) -> impl FnMut(&str) -> bool + '_ {
+        let mut known = Converted::default();
+        move |path| !self.converted(path.rsplit_once('/').map_or("", |(dir, _)| dir), &mut known)
+    }
+
     /// Whether a `.gitattributes` in `dir` (`""` for the top) or above it may convert the files
     /// there: asked once per directory, not once per file and parent.
     fn converted(&self, dir: &str, known: &mut Converted) -> bool {

@@ -234,6 +234,80 @@ fn the_same_staged_content_on_the_same_head_repeats_its_hits_while_their_entries
     assert!(!ok && err.contains("lint: failed"), "{err}");
 }
 
+/// When `path` was last modified.
+fn modified(path: &std::path::Path) -> std::time::SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// Sets when `path` was last modified.
+fn set_modified(path: &std::path::Path, time: std::time::SystemTime) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(time).unwrap();
+}
+
+/// Sleeps until the second after the one `time` falls in has begun (and a little more).
+fn sleep_past_the_second_of(time: std::time::SystemTime) {
+    use std::time::{Duration, UNIX_EPOCH};
+    let second = time.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let next = UNIX_EPOCH + Duration::from_secs(second + 1) + Duration::from_millis(100);
+    if let Ok(left) = next.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+#[test]
+fn a_repeated_hit_settles_a_racily_clean_index_and_never_hides_a_change() {
+    for changed in [false, true] {
+        let repo = lint_repo();
+        // git then compares only times and sizes: a change of the same size, with its time put
+        // back, shows only when git reads the file, which it does for a racily clean entry.
+        repo.git(&["config", "core.checkStat", "minimal"]);
+        repo.git(&["config", "core.trustctime", "false"]);
+        repo.write("c.txt", "fine\n");
+        repo.git(&["add", "c.txt"]);
+        for note in ["checked", "a hit, remembered"] {
+            let (ok, err) = commit(&repo, &["-m", note]);
+            assert!(ok, "{note}: {err}");
+            repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+        }
+        // As after an edit, `git add` and `git commit` in one second.
+        let index = repo.path().join(".git/index");
+        let edited = modified(&repo.file("c.txt"));
+        if changed {
+            repo.write("c.txt", "FINE\n");
+            set_modified(&repo.file("c.txt"), edited);
+        }
+        set_modified(&index, edited);
+        let bytes = std::fs::read(&index).unwrap();
+        sleep_past_the_second_of(edited);
+
+        // The index is being written (git's lock): weir leaves it, and the lock, alone.
+        let lock = repo.path().join(".git/index.lock");
+        std::fs::write(&lock, "").unwrap();
+        let hand = repo.weir(&["hook", "pre-commit"]);
+        hand.expect_code(0);
+        assert!(hand.stderr().contains("lint: cached"), "{}", hand.stderr());
+        assert!(lock.exists());
+        assert_eq!(modified(&index), edited);
+        std::fs::remove_file(&lock).unwrap();
+
+        let (ok, err) = commit(&repo, &["-m", "the hit again"]);
+        assert!(ok && err.contains("lint: cached"), "{err}");
+        assert_eq!(std::fs::read(&index).unwrap(), bytes, "changed {changed}");
+        let unstaged = repo.git(&["diff", "--name-only"]);
+        if changed {
+            assert_eq!(unstaged, "c.txt\n");
+            assert_eq!(modified(&index), edited, "a changed file stays racy");
+        } else {
+            assert_eq!(unstaged, "");
+            assert!(
+                modified(&index) > edited,
+                "settled: git trusts the stat data again"
+            );
+        }
+    }
+}
+
 const FIX: &str = r#"
 [jobs.squeeze]
 on = ["pre-commit"]
