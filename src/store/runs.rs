@@ -1,6 +1,6 @@
 //! Run records: one parentless commit per run at `refs/weir/runs/<time>-<id>`, whose tree holds
-//! `run` (a JSON summary of every job) and, for each job that ran, `jobs/<job>/{log,result}`, so
-//! plain `git show` can read them.
+//! `run` (a JSON summary of every job) and, for each job that printed anything, `jobs/<job>/log`,
+//! so plain `git show` can read them.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,8 +14,9 @@ use crate::report::{JobStatus, RunOutcome};
 
 pub const PREFIX: &str = "refs/weir/runs/";
 /// The version of the record format, bumped on incompatible changes. 2: jobs that did not run
-/// (hits, skipped jobs) have no `jobs/<job>/` files.
-const FORMAT: u32 = 2;
+/// (hits, skipped jobs) have no `jobs/<job>/` files. 3: no `jobs/<job>/result`, which repeated
+/// the job's entry in `run`.
+const FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -144,23 +145,14 @@ impl<'a> Runs<'a> {
 
     /// Writes the record of a finished run; returns its ref name.
     pub fn record(&self, summary: &RunSummary, result: &RunResult) -> Result<String, Error> {
+        // `run` describes every job in full; only logs have files of their own. A job whose log
+        // is the same as last time then has the same tree as well, and writes no new object.
         let mut files = vec![TreeEntry::bytes("run", to_json(summary))];
-        for (job, summary) in result.jobs.iter().zip(&summary.jobs) {
-            // A job that did not run (a hit, or skipped) is described in full by `run`; giving it
-            // files of its own would cost two objects per job on every cached run.
-            if matches!(job.status, JobStatus::Cached | JobStatus::Skipped) && job.log.is_empty() {
-                continue;
-            }
+        for job in result.jobs.iter().filter(|job| !job.log.is_empty()) {
             files.push(TreeEntry::bytes(
-                format!("jobs/{}/result", job.name),
-                to_json(summary),
+                format!("jobs/{}/log", job.name),
+                job.log.clone(),
             ));
-            if !job.log.is_empty() {
-                files.push(TreeEntry::bytes(
-                    format!("jobs/{}/log", job.name),
-                    job.log.clone(),
-                ));
-            }
         }
         let refname = format!("{PREFIX}{}", summary.id);
         let message = format!(
