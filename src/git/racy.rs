@@ -237,3 +237,59 @@ impl Drop for IndexLock {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::*;
+    use crate::git::{test_git, test_repo};
+
+    fn set_modified(path: &Path, time: SystemTime) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(time).unwrap();
+    }
+
+    #[test]
+    fn only_files_git_looks_at_modified_as_late_as_the_index_are_settled() {
+        let (dir, repo) = test_repo();
+        let second = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        for (name, modified) in [
+            ("old", second - Duration::from_secs(10)),
+            ("racy", second + Duration::from_millis(300)),
+            ("skipped", second + Duration::from_millis(300)),
+            ("assumed", second + Duration::from_millis(300)),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, name).unwrap();
+            set_modified(&path, modified);
+        }
+        test_git(dir.path(), &["add", "."]);
+        test_git(dir.path(), &["update-index", "--skip-worktree", "skipped"]);
+        test_git(
+            dir.path(),
+            &["update-index", "--assume-unchanged", "assumed"],
+        );
+        let index = dir.path().join(".git/index");
+        set_modified(&index, second + Duration::from_millis(500));
+
+        let staged = repo.staged_with_trees(None).unwrap();
+        let racy: Vec<&str> = staged
+            .racy
+            .iter()
+            .map(|&at| staged.entries[at].path.as_str())
+            .collect();
+        assert_eq!(racy, ["racy"]);
+        let bytes = std::fs::read(&index).unwrap();
+        assert!(repo.index_may_settle(None));
+        assert_eq!(
+            repo.settle_index(None, &staged, |_| true).unwrap(),
+            Settled::Done
+        );
+        assert_eq!(std::fs::read(&index).unwrap(), bytes);
+        let moved = std::fs::metadata(&index).unwrap().modified().unwrap();
+        assert!(moved > second + Duration::from_secs(1), "{moved:?}");
+        assert!(!repo.index_may_settle(None), "noted as settled");
+        assert_eq!(test_git(dir.path(), &["diff", "--name-only"]), "");
+    }
+}
