@@ -35,16 +35,21 @@ const SETTLED: Duration = Duration::from_secs(1);
 
 /// The stat data compared: what any change to a file, or to a directory's entries, moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Seen {
+pub(super) struct Seen {
     mode: u32,
     size: i64,
-    ino: u64,
-    dev: u64,
-    mtime: (i64, i64),
+    pub(super) ino: u64,
+    pub(super) dev: u64,
+    pub(super) mtime: (i64, i64),
     ctime: (i64, i64),
 }
 
 impl Seen {
+    /// What `stat` says of `path` (following a symlink); `None` if there is nothing there.
+    pub(super) fn at(path: &Path) -> Option<Seen> {
+        nix::sys::stat::stat(path).ok().map(|st| Seen::of(&st))
+    }
+
     fn of(st: &RawStat) -> Seen {
         Seen {
             mode: st.st_mode,
@@ -56,7 +61,7 @@ impl Seen {
         }
     }
 
-    fn encode(&self, out: &mut String) {
+    pub(super) fn encode(&self, out: &mut String) {
         let _ = write!(
             out,
             "{:o} {} {} {} {} {} {} {}",

@@ -14,7 +14,7 @@ mod statcache;
 pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_content};
 pub use materialized::Materialized;
 pub use memo::{Memo, Reads, Recalled, Remembered};
-pub use racy::{IndexFile, Settled};
+pub use racy::Settled;
 pub use repo::{Error, Repo, TreeEntry, TreeItem};
 pub use snapshot::{Changes, Entry, Staged, index_file_checksum};
 pub(crate) use statcache::FileStat;

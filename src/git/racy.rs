@@ -12,43 +12,21 @@
 //! it moves the index file's modification time forward under git's index lock. The index's
 //! bytes do not change.
 
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::files::{FileMode, hash_file};
+use super::memo::Seen;
 use super::repo::{Error, Repo};
 use super::snapshot::Staged;
 
-/// An index file as `stat` saw it: written again or replaced since, it differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IndexFile {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl IndexFile {
-    /// What `stat` says of the index file at `path`; `None` if there is none.
-    pub(super) fn at(path: &Path) -> Option<IndexFile> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(IndexFile {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        })
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "{} {} {} {}.{} {}.{}\n",
-            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
-        )
-    }
+/// The line that notes an index file as `stat` saw it: written again or replaced since, it
+/// differs.
+fn note_line(file: &Seen) -> String {
+    let mut line = String::new();
+    file.encode(&mut line);
+    line.push('\n');
+    line
 }
 
 /// What [`Repo::settle_index`] did.
@@ -80,7 +58,7 @@ impl Repo {
     fn own_index(&self, index_file: Option<&Path>) -> Option<PathBuf> {
         let own = self.gix().index_path();
         let given = self.index_file(index_file);
-        let same = |a: &Path, b: &Path| match (IndexFile::at(a), IndexFile::at(b)) {
+        let same = |a: &Path, b: &Path| match (Seen::at(a), Seen::at(b)) {
             (Some(a), Some(b)) => (a.dev, a.ino) == (b.dev, b.ino),
             _ => false,
         };
@@ -91,14 +69,11 @@ impl Repo {
     /// data tells: it is the repository's own, not the one weir last settled, and written before
     /// this second.
     pub fn index_may_settle(&self, index_file: Option<&Path>) -> bool {
-        let Some(file) = self
-            .own_index(index_file)
-            .and_then(|path| IndexFile::at(&path))
-        else {
+        let Some(file) = self.own_index(index_file).and_then(|path| Seen::at(&path)) else {
             return false;
         };
         let noted = std::fs::read_to_string(self.settled_note()).unwrap_or_default();
-        file.line() != noted && file.mtime.0 < settling_second()
+        note_line(&file) != noted && file.mtime.0 < settling_second()
     }
 
     /// Settles the racily clean entries of `staged`, read from the repository's index (see the
@@ -113,9 +88,10 @@ impl Repo {
         let (Some(path), Some(read)) = (self.own_index(index_file), staged.file) else {
             return Ok(Settled::NotYet);
         };
-        let note = |file: Option<IndexFile>| {
+        let note = |file: Option<Seen>| {
             if let Some(file) = file {
-                let _ = crate::statefile::overwrite(&self.settled_note(), file.line().as_bytes());
+                let _ =
+                    crate::statefile::overwrite(&self.settled_note(), note_line(&file).as_bytes());
             }
         };
         if staged.split {
@@ -151,7 +127,7 @@ impl Repo {
         }
         let settled = self.move_index_time(&path, read, now)?;
         if settled == Settled::Done {
-            note(IndexFile::at(&path));
+            note(Seen::at(&path));
         }
         Ok(settled)
     }
@@ -184,7 +160,7 @@ impl Repo {
 
     /// Sets the modification time of the index at `path` to `secs` (whole seconds), holding
     /// git's lock on it, if it is still the file `read`.
-    fn move_index_time(&self, path: &Path, read: IndexFile, secs: i64) -> Result<Settled, Error> {
+    fn move_index_time(&self, path: &Path, read: Seen, secs: i64) -> Result<Settled, Error> {
         use nix::sys::stat::{UtimensatFlags, utimensat};
         use nix::sys::time::TimeSpec;
         let mut lock_name = path.as_os_str().to_owned();
@@ -193,7 +169,7 @@ impl Repo {
         let Ok(_held) = IndexLock::take(&lock) else {
             return Ok(Settled::NotYet);
         };
-        if IndexFile::at(path) != Some(read) {
+        if Seen::at(path) != Some(read) {
             return Ok(Settled::NotYet);
         }
         let mtime = TimeSpec::new(secs, 0);

@@ -12,7 +12,7 @@ use gix::bstr::ByteSlice;
 use gix::index::entry::Flags;
 
 use super::files::FileMode;
-use super::racy::IndexFile;
+use super::memo::Seen;
 use super::repo::{Error, Repo};
 
 /// The staged index.
@@ -28,8 +28,8 @@ pub struct Staged {
     /// When the index was written (seconds, nanoseconds): a file modified since then, or in the
     /// same clock tick, may differ from what its stat data says.
     pub written: (i64, u32),
-    /// The index file as it was before it was read.
-    pub file: Option<IndexFile>,
+    /// The index file as `stat` saw it before it was read.
+    pub(super) file: Option<Seen>,
     /// Which of `entries` git checks by content, whatever their stat data says: files it looks
     /// at in the working tree (not skipped, not assumed unchanged) modified in the second the
     /// index was written or later (see `racy`).
@@ -85,7 +85,7 @@ impl Repo {
     /// the working tree.
     pub fn staged_with_trees(&self, index_file: Option<&Path>) -> Result<Staged, Error> {
         let path = self.index_file(index_file);
-        let file = IndexFile::at(&path);
+        let file = Seen::at(&path);
         let Some(mut index) = self.read_index(&path)? else {
             return Ok(Staged::default());
         };
