@@ -33,9 +33,9 @@ pub struct Staged {
     /// Which of `entries` git checks by content, whatever their stat data says: files it looks
     /// at in the working tree (not skipped, not assumed unchanged) modified in the second the
     /// index was written or later (see `racy`).
-    pub racy: Vec<usize>,
+    pub(super) racy: Vec<usize>,
     /// Whether the index is split (`core.splitIndex`): part of it lives in another file.
-    pub split: bool,
+    pub(super) split: bool,
 }
 
 /// How the staged index differs from a tree.
