@@ -12,7 +12,8 @@ use crate::config::{CachePull, Job, Pipeline, SecretSource};
 use crate::deploy::{Artifact, DeployJob, Deploys};
 use crate::exec::{self, Before, Finished, JobSecrets, Keys, Patterns, Recovery, Secret, Stored};
 use crate::git::{
-    Entry, IndexSnapshot, Memo, Query, Reads, Recalled, Remembered, Repo, StatAt, StatCache,
+    Deferred, Entry, IndexSnapshot, Memo, Query, Reads, Recalled, Remembered, Repo, StatAt,
+    StatCache,
 };
 use crate::key::{Globs, Input, Manifest, diff};
 use crate::store::cache::{self, Cache, NewEntry};
@@ -41,6 +42,9 @@ pub struct CacheOptions {
     /// Keys (by job name) of hits known before the run, whose entries were checked: a
     /// pre-commit hook repeating a run whose every job hit.
     pub known: BTreeMap<String, String>,
+    /// Queue the entries that can wait, to be written after the process ends (see
+    /// [`Engine::take_deferred`]): for a pre-commit hook, whose verdict git waits for.
+    pub defer: bool,
 }
 
 /// Each of `jobs`' remembered hits in `memo` whose paths are unchanged and whose cache entry is
@@ -210,6 +214,8 @@ pub struct Engine {
     memo: Option<Memo>,
     /// By job: its remembered hit, when nothing it read has changed and the entry is there.
     recalled: Vec<Option<Recalled>>,
+    /// With [`CacheOptions::defer`]: the entries to write once the run is over.
+    deferred: Option<Mutex<Deferred>>,
 }
 
 /// A repository handle borrowed from an engine's pool, returned when dropped.
@@ -484,7 +490,9 @@ impl Engine {
             touch,
             memo,
             recalled: Vec::new(),
+            deferred: None,
         };
+        engine.deferred = engine.options.defer.then(Mutex::default);
         let started = std::time::Instant::now();
         engine.recalled = match recalled {
             Some(mut found) => engine
@@ -523,6 +531,11 @@ impl Engine {
 
     /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
     /// run was in the working tree). Call it once the run is over.
+    /// The entries queued with [`CacheOptions::defer`], once every job is over.
+    pub fn take_deferred(&self) -> Option<Deferred> {
+        Some(std::mem::take(&mut *lock(self.deferred.as_ref()?)))
+    }
+
     pub fn touched(&self) -> Option<Touched> {
         self.touch.as_ref()?.finish()
     }
@@ -975,18 +988,23 @@ impl Keys for Engine {
                 });
             }
         }
-        Cache::new(&repo)
-            .store(&NewEntry {
-                job: &spec.name,
-                key,
-                manifest: &manifest,
-                log,
-                duration,
-                root: &self.root,
-                outputs: &files,
-                replace: self.options.no_cache,
-            })
-            .map_err(|e| e.to_string())?;
+        let entry = NewEntry {
+            job: &spec.name,
+            key,
+            manifest: &manifest,
+            log,
+            duration,
+            root: &self.root,
+            outputs: &files,
+            replace: self.options.no_cache,
+        };
+        let queued = self
+            .deferred
+            .as_ref()
+            .is_some_and(|later| Cache::store_later(&entry, &mut lock(later)));
+        if !queued {
+            Cache::new(&repo).store(&entry).map_err(|e| e.to_string())?;
+        }
         self.keep_outputs(&repo, &files);
         Ok(Stored::Done)
     }

@@ -19,7 +19,7 @@ use crate::trigger::trust;
 use crate::workspace::{Delta, EarlyWatch, Snapshot, Watch, Worktree};
 
 use super::Context;
-use super::run::{Execution, execute_with, exit_code};
+use super::run::{Done, Execution, execute_with, exit_code, write_deferred};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -260,9 +260,32 @@ fn pre_commit(speculative: Option<(Snapshot, EarlyWatch)>) -> Result<u8, Error> 
         None,
     );
     run.files = files;
-    let done = execute_with(&context, &pipeline, &graph, run)?;
+    run.cache.defer = true;
+    let mut done = execute_with(&context, &pipeline, &graph, run)?;
     snapshot.record(done.touched.as_ref());
     tracing::debug!(elapsed = ?clock.elapsed(), "ran the jobs");
+    // Handed over last, so that the child writing them starts when nothing else is left.
+    let deferred = done.deferred.take();
+    let verdict = conclude(
+        done,
+        &snapshot,
+        run_id.as_deref(),
+        fixers.then_some((index_file.as_deref(), staged.as_slice())),
+        repo,
+    );
+    write_deferred(repo, deferred);
+    verdict
+}
+
+/// The verdict of a pre-commit run that is `done`: its hits remembered under `run_id`, and with
+/// `fixers` (the index file and its staged entries), their fixes applied.
+fn conclude(
+    done: Done,
+    snapshot: &Snapshot,
+    run_id: Option<&str>,
+    fixers: Option<(Option<&Path>, &[Entry])>,
+    repo: &Repo,
+) -> Result<u8, Error> {
     let (outcome, engine) = (done.outcome, done.engine);
     let hits: Option<BTreeMap<String, String>> = done
         .jobs
@@ -271,24 +294,18 @@ fn pre_commit(speculative: Option<(Snapshot, EarlyWatch)>) -> Result<u8, Error> 
             Some((job.name.clone(), job.key.clone()?)).filter(|_| job.status == JobStatus::Cached)
         })
         .collect();
-    if let (Some(id), Some(hits), RunOutcome::Passed) = (&run_id, hits, outcome) {
+    if let (Some(id), Some(hits), RunOutcome::Passed) = (run_id, hits, outcome) {
         snapshot.remember_hits(id, &hits);
     }
     if outcome != RunOutcome::Passed {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
         return Ok(exit_code(outcome));
     }
-    if !fixers {
+    let Some((index_file, staged)) = fixers else {
         return Ok(exit::SUCCESS);
-    }
+    };
     let changed = engine.changed_files()?;
-    apply_fixes(
-        repo,
-        index_file.as_deref(),
-        &staged,
-        &snapshot.dir,
-        &changed,
-    )
+    apply_fixes(repo, index_file, staged, &snapshot.dir, &changed)
 }
 
 /// What decides a pre-commit run, known without reading the index: the staged content (the
@@ -349,10 +366,12 @@ fn repeat_hits(
         None,
     );
     run.cache.known = known;
-    let done = execute_with(context, pipeline, &graph, run)?;
+    run.cache.defer = true;
+    let mut done = execute_with(context, pipeline, &graph, run)?;
     if done.outcome != RunOutcome::Passed {
         Output.err("weir: the pre-commit jobs did not pass; nothing was committed");
     }
+    write_deferred(&context.repo, done.deferred.take());
     Ok(exit_code(done.outcome))
 }
 

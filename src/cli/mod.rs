@@ -79,6 +79,9 @@ enum Command {
     Ledger(deploy::LedgerCommand),
     /// Run the watched jobs, then rerun the ones whose inputs change, until Ctrl-C
     Watch(watch::Args),
+    /// Write the records a pre-commit hook handed over on stdin (weir starts it itself)
+    #[command(name = "__write-refs", hide = true)]
+    WriteRefs { git_dir: PathBuf },
 }
 
 /// Runs the command line and returns the process exit code.
@@ -117,6 +120,7 @@ pub fn main() -> u8 {
         Command::Unlock(args) => deploy::unlock(args),
         Command::Ledger(command) => deploy::ledger(command),
         Command::Watch(args) => watch::run(args),
+        Command::WriteRefs { git_dir } => Ok(crate::git::write_handed(&git_dir)),
     };
     tracing::debug!("done");
     match result {
@@ -166,7 +170,7 @@ impl Context {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
         let repo = Repo::discover(&cwd)?;
-        Ok(Context { cwd, repo })
+        Ok(Context::new(cwd, repo))
     }
 
     /// Like `discover`, but a bare repository (a server) is fine too.
@@ -174,7 +178,16 @@ impl Context {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::io("cannot read the current directory", e))?;
         let repo = Repo::discover_allow_bare(&cwd)?;
-        Ok(Context { cwd, repo })
+        Ok(Context::new(cwd, repo))
+    }
+
+    /// Waits for the records an earlier hook handed to a child to be written: what a
+    /// command reads includes them (see [`Repo::wait_for_deferred`]).
+    fn new(cwd: PathBuf, repo: Repo) -> Context {
+        for error in repo.wait_for_deferred() {
+            Output.err(&format!("warning: {error}"));
+        }
+        Context { cwd, repo }
     }
 
     fn pipeline(&self) -> Result<config::Pipeline, Error> {

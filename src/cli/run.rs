@@ -13,6 +13,7 @@ use crate::engine::{CacheOptions, Early, Engine, JobSpec, Workspace};
 use crate::env_vars;
 use crate::error::{Error, exit};
 use crate::exec::{self, Keys, Options, PlannedJob, Stop};
+use crate::git::{Deferred, Repo};
 use crate::graph::{Graph, Selection};
 use crate::report::{JobStatus, Output, Reporter, ReporterKind, RunEvent, RunOutcome};
 use crate::store::{RunSummary, Runs, new_run_id};
@@ -93,6 +94,7 @@ pub fn run(args: Args) -> Result<u8, Error> {
                 remember: true,
                 early,
                 known: BTreeMap::new(),
+                defer: false,
             },
             parallel: args.jobs.map(usize::from),
             keep_going: args.keep_going,
@@ -154,6 +156,19 @@ pub(super) struct Done {
     pub touched: Option<crate::workspace::Touched>,
     /// How each job ended, in plan order.
     pub jobs: Vec<exec::JobResult>,
+    /// With [`CacheOptions::defer`]: the cache entries and the run record, queued. The caller
+    /// hands them over with [`write_deferred`] once it has nothing else to do.
+    pub deferred: Option<Deferred>,
+}
+
+/// Writes what a run with [`CacheOptions::defer`] queued (see [`Repo::write_deferred`]); a
+/// failure is a warning, which changes no verdict.
+pub(super) fn write_deferred(repo: &Repo, deferred: Option<Deferred>) {
+    if let Some(deferred) = deferred
+        && let Err(err) = repo.write_deferred(deferred)
+    {
+        Output.err(&format!("warning: could not record the run: {err}"));
+    }
 }
 
 /// [`execute`], also handing back the engine and whether anything ran.
@@ -177,6 +192,7 @@ pub(super) fn execute_with(
     } = execution;
     let started = SystemTime::now();
     let id = new_run_id(started);
+    let defer = cache.defer;
     let deploys = Deploys::new(id.clone(), source, deploy);
     let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files, deploys)?;
     tracing::debug!("run prepared");
@@ -221,7 +237,12 @@ pub(super) fn execute_with(
     exec::end_orphans(exec::GRACE);
     let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
     let recording = std::time::Instant::now();
-    let record = match Runs::new(&context.repo).record(&summary, &result) {
+    let mut deferred = engine.take_deferred().filter(|_| defer);
+    let recorded = match &mut deferred {
+        Some(later) => Ok(Runs::record_later(&summary, &result, later)),
+        None => Runs::new(&context.repo).record(&summary, &result),
+    };
+    let record = match recorded {
         Ok(refname) => Some(refname),
         Err(err) => {
             // The run itself is over; failing to record it must not change its verdict.
@@ -247,6 +268,7 @@ pub(super) fn execute_with(
         touched: engine.touched(),
         engine,
         jobs: result.jobs,
+        deferred,
     })
 }
 

@@ -292,6 +292,7 @@ impl Session {
                     remember: false,
                     early: None,
                     known: BTreeMap::new(),
+                    defer: false,
                 },
                 parallel: self.args.jobs.map(usize::from),
                 // One failing job must not stop the others in an edit loop.

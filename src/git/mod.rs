@@ -1,6 +1,7 @@
 //! The only module that touches gix or runs `git`: finding the repository, writing objects and
 //! refs with compare-and-swap, and reading them back.
 
+mod deferred;
 mod files;
 mod loose;
 mod materialized;
@@ -11,6 +12,7 @@ mod repo;
 mod snapshot;
 mod statcache;
 
+pub use deferred::{Deferred, write_handed};
 pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_content};
 pub use materialized::Materialized;
 pub use memo::{Memo, Reads, Recalled, Remembered};

@@ -135,6 +135,16 @@ impl Repo {
         }
     }
 
+    /// The repository whose (common) git directory is `git_dir`, to write objects and refs in:
+    /// its working tree, if it has one, is not looked for.
+    pub fn open_git_dir(git_dir: &Path) -> Result<Repo, Error> {
+        let repo = gix::open(git_dir)?;
+        Ok(Repo {
+            repo,
+            workdir: git_dir.to_path_buf(),
+        })
+    }
+
     /// This working tree's git directory (per worktree: its index lives here).
     pub fn git_dir(&self) -> &Path {
         self.repo.git_dir()

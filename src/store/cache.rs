@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 
-use crate::git::{self, FileId, FileMode, Reads, Repo, StatAt, StatCache, TreeEntry, TreeItem};
+use crate::git::{
+    self, Deferred, FileId, FileMode, Reads, Repo, StatAt, StatCache, TreeEntry, TreeItem,
+};
 
 pub const PREFIX: &str = "refs/weir/cache/";
 const OUTPUTS: &str = "outputs";
@@ -101,53 +103,30 @@ impl<'a> Cache<'a> {
     /// Stores a successful result. Returns false if an entry for the key already existed (a
     /// concurrent run stored it first), which is just as good, unless `replace` is set.
     pub fn store(&self, entry: &NewEntry<'_>) -> Result<bool, Error> {
-        let NewEntry {
-            job,
-            key,
-            manifest,
-            log,
-            duration,
-            root,
-            outputs,
-            replace,
-        } = *entry;
-        let result = EntryResult {
-            job: job.to_owned(),
-            key: key.to_owned(),
-            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
-            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            weir_version: env!("CARGO_PKG_VERSION").to_owned(),
-            outputs: outputs.len(),
-        };
-        let mut entries = vec![
-            TreeEntry::bytes("manifest", manifest.as_bytes()),
-            TreeEntry::bytes("log", log),
-            TreeEntry::bytes(
-                "result",
-                serde_json::to_vec_pretty(&result).unwrap_or_default(),
-            ),
-        ];
-        for file in outputs {
-            entries.push(TreeEntry::File {
-                path: format!("{OUTPUTS}/{}", file.path),
-                abs: root.join(&file.path),
-                mode: file.mode,
-            });
-        }
-        let message = format!("weir cache {job} {key}\n");
-        let old = if replace {
-            self.lookup(job, key)?
+        let (refname, entries, message) = contents(entry);
+        let old = if entry.replace {
+            self.lookup(entry.job, entry.key)?
         } else {
             None
         };
         match self
             .repo
-            .create_commit_ref(&refname(job, key), &entries, &message, old)
+            .create_commit_ref(&refname, &entries, &message, old)
         {
             Ok(_) => Ok(true),
             Err(git::Error::RefExists(_)) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Queues [`Cache::store`] in `later` instead, when it can wait: an entry with no outputs
+    /// (their files are read as they are stored) and none to replace. `false` when it cannot.
+    pub fn store_later(entry: &NewEntry<'_>, later: &mut Deferred) -> bool {
+        if entry.replace || !entry.outputs.is_empty() {
+            return false;
+        }
+        let (refname, entries, message) = contents(entry);
+        later.create_commit_ref(refname, entries, message)
     }
 
     /// Makes the outputs stored in `commit` present under `root`: every stored path is checked
@@ -518,6 +497,48 @@ impl<'a> DiskCheck<'a> {
         }
         Ok(())
     }
+}
+
+/// What a cache entry is made of: its ref, its tree's files and its commit message.
+fn contents(entry: &NewEntry<'_>) -> (String, Vec<TreeEntry>, String) {
+    let NewEntry {
+        job,
+        key,
+        manifest,
+        log,
+        duration,
+        root,
+        outputs,
+        replace: _,
+    } = *entry;
+    let result = EntryResult {
+        job: job.to_owned(),
+        key: key.to_owned(),
+        duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        weir_version: env!("CARGO_PKG_VERSION").to_owned(),
+        outputs: outputs.len(),
+    };
+    let mut entries = vec![
+        TreeEntry::bytes("manifest", manifest.as_bytes()),
+        TreeEntry::bytes("log", log),
+        TreeEntry::bytes(
+            "result",
+            serde_json::to_vec_pretty(&result).unwrap_or_default(),
+        ),
+    ];
+    for file in outputs {
+        entries.push(TreeEntry::File {
+            path: format!("{OUTPUTS}/{}", file.path),
+            abs: root.join(&file.path),
+            mode: file.mode,
+        });
+    }
+    (
+        refname(job, key),
+        entries,
+        format!("weir cache {job} {key}\n"),
+    )
 }
 
 /// Writes one file in place, as `cp` does: a regular file is rewritten, so no inode is created

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::to_json;
 use crate::exec::RunResult;
-use crate::git::{self, Repo, TreeEntry};
+use crate::git::{self, Deferred, Repo, TreeEntry};
 use crate::report::{JobStatus, RunOutcome};
 
 pub const PREFIX: &str = "refs/weir/runs/";
@@ -59,7 +59,7 @@ pub struct RunSummary {
     pub jobs: Vec<JobSummary>,
 }
 
-/// The `jobs/<job>/result` file of a record.
+/// One job's entry in a record's `run`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobSummary {
     pub name: String,
@@ -125,6 +125,26 @@ pub fn new_run_id(now: SystemTime) -> String {
     format!("{compact}-{}", &hash[..8])
 }
 
+/// What a run's record is made of: its ref, its tree's files and its commit message.
+fn contents(summary: &RunSummary, result: &RunResult) -> (String, Vec<TreeEntry>, String) {
+    // `run` describes every job in full; only logs have files of their own. A job whose log is
+    // the same as last time then has the same tree as well, and writes no new object.
+    let mut files = vec![TreeEntry::bytes("run", to_json(summary))];
+    for job in result.jobs.iter().filter(|job| !job.log.is_empty()) {
+        files.push(TreeEntry::bytes(
+            format!("jobs/{}/log", job.name),
+            job.log.clone(),
+        ));
+    }
+    let message = format!(
+        "weir run {}: {} ({})\n",
+        summary.id,
+        summary.outcome.as_str(),
+        summary.trigger
+    );
+    (format!("{PREFIX}{}", summary.id), files, message)
+}
+
 fn rfc3339(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
@@ -145,25 +165,19 @@ impl<'a> Runs<'a> {
 
     /// Writes the record of a finished run; returns its ref name.
     pub fn record(&self, summary: &RunSummary, result: &RunResult) -> Result<String, Error> {
-        // `run` describes every job in full; only logs have files of their own. A job whose log
-        // is the same as last time then has the same tree as well, and writes no new object.
-        let mut files = vec![TreeEntry::bytes("run", to_json(summary))];
-        for job in result.jobs.iter().filter(|job| !job.log.is_empty()) {
-            files.push(TreeEntry::bytes(
-                format!("jobs/{}/log", job.name),
-                job.log.clone(),
-            ));
-        }
-        let refname = format!("{PREFIX}{}", summary.id);
-        let message = format!(
-            "weir run {}: {} ({})\n",
-            summary.id,
-            summary.outcome.as_str(),
-            summary.trigger
-        );
+        let (refname, files, message) = contents(summary, result);
         self.repo
             .create_commit_ref(&refname, &files, &message, None)?;
         Ok(refname)
+    }
+
+    /// Queues the record of a finished run in `later` (see [`Repo::write_deferred`]); returns
+    /// its ref name.
+    pub fn record_later(summary: &RunSummary, result: &RunResult, later: &mut Deferred) -> String {
+        let (refname, files, message) = contents(summary, result);
+        // Every file is bytes: it always can wait.
+        later.create_commit_ref(refname.clone(), files, message);
+        refname
     }
 
     /// Every recorded run, newest first.

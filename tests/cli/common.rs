@@ -145,7 +145,12 @@ impl Drop for TestRepo {
         if std::thread::panicking() {
             return;
         }
-        // Whatever a test did, weir must have left the object database and refs sound.
+        // Whatever a test did, weir must have left the object database and refs sound: once
+        // the records a hook handed to a child are written, which every weir command waits for
+        // too (holding this lock shared).
+        if let Ok(lock) = std::fs::File::open(self.file(".git/weir/deferred.lock")) {
+            lock.lock_shared().expect("wait for deferred records");
+        }
         let mut cmd = Command::new("git");
         self.hermetic(&mut cmd);
         let out = cmd

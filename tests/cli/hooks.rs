@@ -131,6 +131,38 @@ fn an_index_without_a_checksum_is_checked_and_hits_like_any_other() {
     check_fine_then_hit_then_block_bad(&repo);
 }
 
+#[test]
+fn a_pre_commit_record_that_cannot_be_written_is_reported_by_the_next_command() {
+    // The hook hands its cache entry and run record to a child that writes them after git
+    // has the verdict. When the record cannot be written, the commit still goes through; the
+    // next weir command (which waits for the child) says so, once, and the entry is there.
+    let repo = lint_repo();
+    // A file where the records' directory goes: no run record can be made.
+    repo.write(".git/refs/weir/runs", "in the way\n");
+    repo.write("c.txt", "fine\n");
+    repo.git(&["add", "c.txt"]);
+    let (ok, err) = commit(&repo, &["-m", "c"]);
+    assert!(ok && err.contains("lint: passed"), "{err}");
+    let ls = repo.weir(&["cache", "ls"]);
+    ls.expect_code(0);
+    assert!(
+        ls.stderr()
+            .contains("warning: could not record a pre-commit run: refs/weir/cache/lint/"),
+        "{}",
+        ls.stderr()
+    );
+    assert!(ls.stdout().contains("lint"), "{}", ls.stdout());
+    let again = repo.weir(&["cache", "ls"]);
+    assert!(!again.stderr().contains("warning"), "{}", again.stderr());
+    // With the way clear, the next commit of the same content is a hit, and recorded.
+    std::fs::remove_file(repo.file(".git/refs/weir/runs")).unwrap();
+    repo.git(&["reset", "-q", "--soft", "HEAD~1"]);
+    let (ok, err) = commit(&repo, &["-m", "c again"]);
+    assert!(ok && err.contains("lint: cached"), "{err}");
+    let log = repo.weir(&["log"]);
+    assert!(log.stdout().contains("pre-commit"), "{}", log.stdout());
+}
+
 /// Commits a fine `c.txt` (checked), the same content twice more (hits, the second time
 /// restaged from identical bytes: another index file), then bad content (blocked).
 fn check_fine_then_hit_then_block_bad(repo: &TestRepo) {
@@ -414,11 +446,11 @@ printf X >> a.txt
     repo.write("a.txt", "a");
     repo.commit_all("init");
     install(&repo);
+    // Through weir, which waits for the entries the last hook handed over to be written.
     let forget_results = || {
-        let refs = repo.git(&["for-each-ref", "--format=%(refname)", "refs/weir/cache"]);
-        for name in refs.lines() {
-            repo.git(&["update-ref", "-d", name]);
-        }
+        repo.weir(&["cache", "gc", "--keep", "0"]).expect_code(0);
+        let refs = repo.git(&["for-each-ref", "refs/weir/cache"]);
+        assert!(refs.is_empty(), "{refs}");
     };
     // Runs and damages; then a hit that repairs; then untouched, a miss that damages again.
     repo.weir(&["hook", "pre-commit"]).expect_code(0);
