@@ -113,7 +113,8 @@ impl Deferred {
         let count = cursor.count()?;
         let mut commits = Vec::new();
         for _ in 0..count {
-            let refname = cursor.string()?;
+            // Nothing else is weir's to write.
+            let refname = cursor.string().filter(|r| r.starts_with("refs/weir/"))?;
             let message = cursor.string()?;
             let files = (0..cursor.count()?)
                 .map(|_| Some((cursor.string()?, cursor.bytes()?)))
@@ -156,8 +157,11 @@ impl Repo {
             .truncate(false)
             .write(true)
             .open(dir.join(LOCK))?;
-        // An earlier child still writing goes first.
-        lock.lock()?;
+        // An earlier child still writing goes first; one stuck past all patience is left be, and
+        // the caller writes the records itself.
+        if !patiently(&lock, fs::File::try_lock) {
+            return Err(io::Error::other("an earlier child still holds the lock"));
+        }
         let exe = std::env::current_exe()?;
         // The child inherits the lock, which it holds until it exits; the descriptor is
         // inheritable only while it starts, when no other process is being started.
@@ -214,24 +218,10 @@ impl Repo {
     pub fn wait_for_deferred(&self) -> Vec<String> {
         let dir = self.weir_dir();
         // No file: nothing was ever deferred.
-        if let Ok(lock) = fs::File::open(dir.join(LOCK)) {
-            let deadline = Instant::now() + PATIENCE;
-            loop {
-                match lock.try_lock_shared() {
-                    Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err(fs::TryLockError::WouldBlock) => {
-                        tracing::debug!("a child writing records is still at it: not waiting");
-                        break;
-                    }
-                    Err(fs::TryLockError::Error(err)) => {
-                        tracing::debug!(%err, "cannot wait for deferred records");
-                        break;
-                    }
-                    Ok(()) => break,
-                }
-            }
+        if let Ok(lock) = fs::File::open(dir.join(LOCK))
+            && !patiently(&lock, fs::File::try_lock_shared)
+        {
+            tracing::debug!("a child writing records is still at it: not waiting longer");
         }
         let errors = dir.join(ERRORS);
         match fs::read_to_string(&errors) {
@@ -240,6 +230,25 @@ impl Repo {
                 text.lines().map(str::to_owned).collect()
             }
             Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Takes `lock` with `try_lock` (exclusive or shared), waiting up to [`PATIENCE`] for whoever
+/// holds it; `false` if it could not be taken.
+fn patiently(lock: &fs::File, try_lock: fn(&fs::File) -> Result<(), fs::TryLockError>) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match try_lock(lock) {
+            Ok(()) => return true,
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(fs::TryLockError::WouldBlock) => return false,
+            Err(fs::TryLockError::Error(err)) => {
+                tracing::debug!(%err, "cannot lock {LOCK}");
+                return false;
+            }
         }
     }
 }
@@ -283,7 +292,7 @@ mod tests {
         #[test]
         fn what_is_handed_over_is_what_is_written(
             commits in prop::collection::vec(
-                (".*", ".*", prop::collection::vec((".*", prop::collection::vec(any::<u8>(), 0..64)), 0..4)),
+                ("refs/weir/.*", ".*", prop::collection::vec((".*", prop::collection::vec(any::<u8>(), 0..64)), 0..4)),
                 0..4,
             ),
             cut in any::<prop::sample::Index>(),
@@ -304,6 +313,13 @@ mod tests {
             long.push(0);
             prop_assert_eq!(Deferred::decode(&long), None);
         }
+    }
+
+    #[test]
+    fn only_refs_under_refs_weir_are_written() {
+        let mut deferred = Deferred::default();
+        deferred.create_commit_ref("refs/heads/main".into(), Vec::new(), "m".into());
+        assert_eq!(Deferred::decode(&deferred.encode()), None);
     }
 
     #[test]
