@@ -529,13 +529,13 @@ impl Engine {
             .collect()
     }
 
-    /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
-    /// run was in the working tree). Call it once the run is over.
     /// The entries queued with [`CacheOptions::defer`], once every job is over.
     pub fn take_deferred(&self) -> Option<Deferred> {
         Some(std::mem::take(&mut *lock(self.deferred.as_ref()?)))
     }
 
+    /// In a snapshot, what the run's jobs touched there; `None` when that is not known (or the
+    /// run was in the working tree). Call it once the run is over.
     pub fn touched(&self) -> Option<Touched> {
         self.touch.as_ref()?.finish()
     }

@@ -135,8 +135,8 @@ impl Repo {
         }
     }
 
-    /// The repository whose (common) git directory is `git_dir`, to write objects and refs in:
-    /// its working tree, if it has one, is not looked for.
+    /// The repository whose (common) git directory is `git_dir`, to write objects and refs in;
+    /// [`Repo::workdir`] is then the git directory, as for a bare repository.
     pub fn open_git_dir(git_dir: &Path) -> Result<Repo, Error> {
         let repo = gix::open(git_dir)?;
         Ok(Repo {
