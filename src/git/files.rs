@@ -666,17 +666,17 @@ pub(super) fn link_target(abs: &Path) -> Result<Vec<u8>, Error> {
         .map_err(|e| Error::Io(abs.to_path_buf(), e))
 }
 
-/// The content of the working-tree file `rel` under `root` (the work tree, opened once: the
-/// kernel then walks only the file's own path) when it is still what the index says of it: a
-/// regular file whose stat data matches `stat`, modified strictly before the index was
+/// The working-tree file `rel` under `root` (the work tree, opened once: the kernel then walks
+/// only the file's own path), opened, with its size, when it is still what the index says of it:
+/// a regular file whose stat data matches `stat`, modified strictly before the index was
 /// `written` (seconds, nanoseconds), as git decides that a file is clean. `None` otherwise.
-pub fn clean_content(
+/// Whoever reads it checks that it still holds that many bytes (see [`read_whole`]).
+pub fn clean_file(
     root: &fs::File,
     rel: &str,
     stat: &Stat,
     written: (i64, u32),
-) -> Option<Vec<u8>> {
-    use io::Read as _;
+) -> Option<(fs::File, usize)> {
     use nix::fcntl::OFlag;
     if (i64::from(stat.mtime.secs), stat.mtime.nsecs) >= written {
         return None;
@@ -689,25 +689,27 @@ pub fn clean_content(
         flags | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     );
-    let mut file = fs::File::from(fd.ok()?);
+    let file = fs::File::from(fd.ok()?);
     let st = nix::sys::stat::fstat(&file).ok()?;
     let same = FileMode::of_raw(st.st_mode).is_some_and(|m| m != FileMode::Symlink)
         && stat_matches(&st, stat)
         && st.st_mtime_nsec as u32 == stat.mtime.nsecs
         && st.st_ctime_nsec as u32 == stat.ctime.nsecs;
-    if !same {
-        return None;
-    }
+    same.then_some((file, usize::try_from(st.st_size).ok()?))
+}
+
+/// The `size` bytes of `file` from its start, if it holds exactly that many: grown or cut
+/// short since its size was taken, it is not the file that was checked.
+pub fn read_whole(file: &fs::File, size: usize) -> Option<Vec<u8>> {
+    use std::os::unix::fs::FileExt as _;
     // One byte more than the stat gave is asked for: a regular file's read comes up short only
-    // at its end, so one read normally tells that the file is whole. Grown or cut short since,
-    // it is not the one the index describes.
-    let size = usize::try_from(st.st_size).ok()?;
+    // at its end, so one read normally tells that the file is whole.
     let mut bytes = vec![0; size + 1];
     let mut filled = 0;
     loop {
-        let read = file.read(&mut bytes[filled..]).ok()?;
+        let read = file.read_at(&mut bytes[filled..], filled as u64).ok()?;
         filled += read;
-        if read == 0 || filled >= size {
+        if read == 0 || filled > size {
             break;
         }
     }

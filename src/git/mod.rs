@@ -13,7 +13,7 @@ mod snapshot;
 mod statcache;
 
 pub use deferred::{Deferred, write_handed};
-pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_content};
+pub use files::{FileId, FileMode, IndexSnapshot, Query, StatAt, Watched, clean_file, read_whole};
 pub use materialized::Materialized;
 pub use memo::{Memo, Reads, Recalled, Remembered};
 pub use racy::Settled;

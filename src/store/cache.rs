@@ -591,10 +591,15 @@ pub(crate) fn write_file(
 /// Writes `bytes` over the start of `file`, opened for writing, cuts what was there beyond them,
 /// and gives it permission `bits`; its metadata once done.
 pub(crate) fn fill(file: &mut fs::File, bytes: &[u8], bits: u32) -> std::io::Result<fs::Metadata> {
-    use std::os::unix::fs::PermissionsExt;
     file.write_all(bytes)?;
+    finish(file, bytes.len() as u64, bits)
+}
+
+/// Cuts `file`, whose first `len` bytes were just written, to that length, and gives it
+/// permission `bits`; its metadata once done.
+pub(crate) fn finish(file: &mut fs::File, len: u64, bits: u32) -> std::io::Result<fs::Metadata> {
+    use std::os::unix::fs::PermissionsExt;
     let mut meta = file.metadata()?;
-    let len = bytes.len() as u64;
     if meta.len() > len {
         file.set_len(len)?;
         meta = file.metadata()?;

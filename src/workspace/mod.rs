@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
-use crate::store::cache::{check_path, fill, write_file};
+use crate::store::cache::{check_path, fill, finish, write_file};
 
 pub use track::{Touched, Tracker};
 
@@ -709,19 +709,33 @@ impl Snapshot {
         let abs = self.dir.join(&entry.path);
         let clean = worktree
             .filter(|_| entry.mode != FileMode::Symlink)
-            .and_then(|w| w.clean_content(&entry.path, at, converted));
-        let bytes = match clean {
-            Some(bytes) => bytes,
-            None => repo.read_blob(entry.id)?,
+            .and_then(|w| w.clean_file(&entry.path, at, converted));
+        // A clean file is copied by the kernel, which spares reading it into memory and
+        // writing it back out.
+        let copied = match (&clean, dir) {
+            (Some((source, size)), Some(dir)) => {
+                copy_at(dir, &entry.path, entry.mode, source, *size)
+            }
+            _ => None,
         };
-        let written = match dir.and_then(|dir| overwrite_at(dir, &entry.path, entry.mode, &bytes)) {
+        let written = match copied {
             Some(written) => written,
-            // Something a job left where the file or one of its directories goes (a symlink
-            // among them, which is never written through), or a directory to make: looked for
-            // only then, which saves a stat of every directory on the way of every file.
             None => {
-                self.clear_way(&entry.path)?;
-                write_file(&abs, entry.mode, &bytes)
+                let bytes = match clean.and_then(|(source, size)| git::read_whole(&source, size)) {
+                    Some(bytes) => bytes,
+                    None => repo.read_blob(entry.id)?,
+                };
+                match dir.and_then(|dir| overwrite_at(dir, &entry.path, entry.mode, &bytes)) {
+                    Some(written) => written,
+                    // Something a job left where the file or one of its directories goes (a
+                    // symlink among them, which is never written through), or a directory to
+                    // make: looked for only then, which saves a stat of every directory on the
+                    // way of every file.
+                    None => {
+                        self.clear_way(&entry.path)?;
+                        write_file(&abs, entry.mode, &bytes)
+                    }
+                }
             }
         };
         let meta = written.map_err(|e| Error::Write(abs.clone(), e))?;
@@ -786,16 +800,49 @@ impl Snapshot {
 }
 
 /// Writes `bytes` as the file `rel` under `dir` with `mode`, in place over the regular file
-/// there, or as a new one; `None`, having written nothing, where more is to be done first: a
-/// symlink anywhere on the way (never followed), a directory or a file linked elsewhere in the
-/// way, a directory on the way missing, a symlink to write; or where the kernel cannot open a
-/// path without following symlinks (`openat2`, Linux 5.6).
+/// there, or as a new one; `None`, having written nothing, where more is to be done first (see
+/// [`open_at`]).
 fn overwrite_at(
     dir: &fs::File,
     rel: &str,
     mode: FileMode,
     bytes: &[u8],
 ) -> Option<std::io::Result<fs::Metadata>> {
+    let (mut file, bits) = open_at(dir, rel, mode)?;
+    Some(fill(&mut file, bytes, bits))
+}
+
+/// [`overwrite_at`] with the `size` bytes of `source` instead, copied by the kernel
+/// (`copy_file_range`). `None` where [`open_at`] would not open the file, where the kernel does
+/// not copy between these files, or where `source` turns out not to hold exactly `size` bytes:
+/// then the file may be partly written, and the caller writes it again.
+fn copy_at(
+    dir: &fs::File,
+    rel: &str,
+    mode: FileMode,
+    source: &fs::File,
+    size: usize,
+) -> Option<std::io::Result<fs::Metadata>> {
+    let (mut file, bits) = open_at(dir, rel, mode)?;
+    let mut from = 0;
+    let mut copied = 0;
+    // One byte more than `size` is asked for: a source that grew is not the one checked.
+    while copied <= size {
+        match nix::fcntl::copy_file_range(source, Some(&mut from), &file, None, size + 1 - copied) {
+            Ok(0) => break,
+            Ok(n) => copied += n,
+            Err(_) => return None,
+        }
+    }
+    (copied == size).then(|| finish(&mut file, size as u64, bits))
+}
+
+/// Opens the file `rel` under `dir` to write it with `mode` (and its permission bits), in place
+/// over the regular file there, or as a new one; `None`, having written nothing, where more is
+/// to be done first: a symlink anywhere on the way (never followed), a directory or a file
+/// linked elsewhere in the way, a directory on the way missing, a symlink to write; or where the
+/// kernel cannot open a path without following symlinks (`openat2`, Linux 5.6).
+fn open_at(dir: &fs::File, rel: &str, mode: FileMode) -> Option<(fs::File, u32)> {
     use nix::fcntl::OFlag;
     let bits = match mode {
         FileMode::Symlink => return None,
@@ -813,12 +860,12 @@ fn overwrite_at(
         .flags(flags)
         .mode(nix::sys::stat::Mode::from_bits_truncate(bits))
         .resolve(nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS);
-    let mut file = fs::File::from(nix::fcntl::openat2(dir, rel, how).ok()?);
+    let file = fs::File::from(nix::fcntl::openat2(dir, rel, how).ok()?);
     let before = file.metadata().ok()?;
     if !before.is_file() || before.nlink() > 1 {
         return None;
     }
-    Some(fill(&mut file, bytes, bits))
+    Some((file, bits))
 }
 
 /// The working tree a snapshot of the staged index can copy clean files from: `stats` are the
@@ -861,14 +908,19 @@ impl<'a> Worktree<'a> {
         }
     }
 
-    /// The content of the `at`th staged file, `path`, read from the working tree if git stored
-    /// it as it is there: still as `git add` saw it, and no attributes file on its way.
-    fn clean_content(&self, path: &str, at: usize, known: &mut Converted) -> Option<Vec<u8>> {
+    /// The `at`th staged file, `path`, opened in the working tree with its size, if git stored it
+    /// as it is there: still as `git add` saw it, and no attributes file on its way.
+    fn clean_file(
+        &self,
+        path: &str,
+        at: usize,
+        known: &mut Converted,
+    ) -> Option<(fs::File, usize)> {
         let stat = self.stats.get(at)?;
         if self.converted(path.rsplit_once('/').map_or("", |(dir, _)| dir), known) {
             return None;
         }
-        git::clean_content(self.root_dir.as_ref()?, path, stat, self.written)
+        git::clean_file(self.root_dir.as_ref()?, path, stat, self.written)
     }
 
     /// Whether git stores working-tree file `path` as it is: no attributes file on its way.
@@ -1645,6 +1697,27 @@ mod tests {
         sync(&snapshot, &repo, &e2, t0, &told);
         assert_eq!(files_in(&snapshot.dir), two);
         assert_state_holds(&snapshot, &e2);
+    }
+
+    #[test]
+    fn a_copy_is_kept_only_when_the_source_holds_exactly_the_size_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = fs::File::open(dir.path()).unwrap();
+        fs::write(dir.path().join("source"), "twelve bytes").unwrap();
+        let source = fs::File::open(dir.path().join("source")).unwrap();
+        // What was there before is longer: it is cut to the copy.
+        fs::write(dir.path().join("copy"), "a longer file that was here").unwrap();
+        let copied = copy_at(&out, "copy", FileMode::Executable, &source, 12);
+        let meta = copied.expect("copied").expect("written");
+        assert_eq!(fs::read(dir.path().join("copy")).unwrap(), b"twelve bytes");
+        assert_eq!(meta.len(), 12);
+        assert_eq!(meta.mode() & 0o777, 0o755);
+        // A source that grew or shrank since its size was taken is not the file checked.
+        assert!(copy_at(&out, "copy", FileMode::Regular, &source, 11).is_none());
+        assert!(copy_at(&out, "copy", FileMode::Regular, &source, 13).is_none());
+        assert_eq!(git::read_whole(&source, 11), None);
+        assert_eq!(git::read_whole(&source, 13), None);
+        assert_eq!(git::read_whole(&source, 12).unwrap(), b"twelve bytes");
     }
 
     #[test]
