@@ -120,7 +120,13 @@ pub fn main() -> u8 {
         Command::Unlock(args) => deploy::unlock(args),
         Command::Ledger(command) => deploy::ledger(command),
         Command::Watch(args) => watch::run(args),
-        Command::WriteRefs { git_dir } => Ok(crate::git::write_handed(&git_dir)),
+        Command::WriteRefs { git_dir } => Ok(match crate::git::write_handed(&git_dir) {
+            Ok(()) => exit::SUCCESS,
+            Err(err) => {
+                Output.err(&format!("error: {err}"));
+                exit::FAILURE
+            }
+        }),
     };
     tracing::debug!("done");
     match result {

@@ -192,7 +192,6 @@ pub(super) fn execute_with(
     } = execution;
     let started = SystemTime::now();
     let id = new_run_id(started);
-    let defer = cache.defer;
     let deploys = Deploys::new(id.clone(), source, deploy);
     let (plan, engine) = prepare(context, pipeline, graph, workspace, cache, &files, deploys)?;
     tracing::debug!("run prepared");
@@ -237,7 +236,8 @@ pub(super) fn execute_with(
     exec::end_orphans(exec::GRACE);
     let summary = RunSummary::new(&id, trigger.as_str(), started, &result);
     let recording = std::time::Instant::now();
-    let mut deferred = engine.take_deferred().filter(|_| defer);
+    // Some only with `CacheOptions::defer`.
+    let mut deferred = engine.take_deferred();
     let recorded = match &mut deferred {
         Some(later) => Ok(Runs::record_later(&summary, &result, later)),
         None => Runs::new(&context.repo).record(&summary, &result),

@@ -176,10 +176,10 @@ impl Repo {
             .process_group(0)
             .spawn();
         fcntl(&lock, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        let mut stdin = child?
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("the child has no stdin"))?;
+        let mut child = child?;
+        let Some(mut stdin) = child.stdin.take() else {
+            return Err(io::Error::other("the child has no stdin"));
+        };
         let input = deferred.encode();
         // A pipe holds 64 KiB unless asked for more: the whole input, so that the write need
         // not wait for the child to read.
@@ -188,8 +188,15 @@ impl Repo {
         {
             let _ = fcntl(&stdin, FcntlArg::F_SETPIPE_SZ(size));
         }
-        stdin.write_all(&input)
+        if let Err(err) = stdin.write_all(&input) {
+            // Ended before it reads a cut-short input, which it would report as damaged: the
+            // caller writes the records itself.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(err);
+        }
         // Closing `lock` here leaves it held: the child's copy is the same open file.
+        Ok(())
     }
 
     /// Writes `deferred` now. A ref that exists already was written by an earlier try.
@@ -254,9 +261,9 @@ fn patiently(lock: &fs::File, try_lock: fn(&fs::File) -> Result<(), fs::TryLockE
 }
 
 /// `weir __write-refs GIT_DIR`: writes the records on stdin into the repository at `git_dir`
-/// (the common git directory). What it cannot write, it appends to the errors file; its exit
-/// code is for nobody.
-pub fn write_handed(git_dir: &Path) -> u8 {
+/// (the common git directory). What it cannot write, it also appends to the errors file, which
+/// the next weir command prints: the hook that started it is gone.
+pub fn write_handed(git_dir: &Path) -> Result<(), String> {
     let mut input = Vec::new();
     let written = io::stdin()
         .read_to_end(&mut input)
@@ -269,18 +276,18 @@ pub fn write_handed(git_dir: &Path) -> u8 {
                 .map_err(|e| format!("{} ({e})", refs.join(", ")))
         });
     let Err(err) = written else {
-        return 0;
+        return Ok(());
     };
-    let line = format!("could not record a pre-commit run: {err}\n");
+    let err = format!("could not record a pre-commit run: {err}");
     let appended = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(git_dir.join("weir").join(ERRORS))
-        .and_then(|mut file| file.write_all(line.as_bytes()));
+        .and_then(|mut file| file.write_all(format!("{err}\n").as_bytes()));
     if let Err(e) = appended {
         tracing::debug!(%e, "cannot note what was not written");
     }
-    1
+    Err(err)
 }
 
 #[cfg(test)]

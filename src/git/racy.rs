@@ -117,11 +117,7 @@ impl Repo {
                 (i64::from(stat.mtime.secs) < now).then(|| &staged.entries[at])
             })
             .collect();
-        if !check.iter().all(|entry| as_is(&entry.path)) {
-            note(Some(read));
-            return Ok(Settled::Never);
-        }
-        if !self.hold_as_staged(&check) {
+        if !check.iter().all(|entry| as_is(&entry.path)) || !self.hold_as_staged(&check) {
             note(Some(read));
             return Ok(Settled::Never);
         }
