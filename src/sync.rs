@@ -1,5 +1,8 @@
-//! Locking a mutex shared by jobs or threads, and how many threads the machine runs at once.
+//! Locking a mutex shared by jobs or threads, how many threads the machine runs at once, and
+//! starting a child that inherits descriptors.
 
+use std::os::fd::OwnedFd;
+use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Locks `mutex`. A poisoned lock only means another thread panicked while holding it; every
@@ -15,4 +18,28 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Starts `command` with copies of `fds` open in the child, at the same numbers. They are
+/// inheritable only while it starts: call it when no other process is being started, or that
+/// one inherits them too.
+pub(crate) fn spawn_inheriting(command: &mut Command, fds: &[OwnedFd]) -> std::io::Result<Child> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let set = |flags: FdFlag| {
+        fds.iter()
+            .try_for_each(|fd| fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop))
+    };
+    let child = set(FdFlag::empty())
+        .map_err(std::io::Error::from)
+        .and_then(|()| command.spawn());
+    match (child, set(FdFlag::FD_CLOEXEC)) {
+        (Ok(child), Ok(())) => Ok(child),
+        (Ok(mut child), Err(err)) => {
+            // Later children would inherit them too: not this one either.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(err.into())
+        }
+        (Err(err), _) => Err(err),
+    }
 }

@@ -128,6 +128,8 @@ pub fn main() -> u8 {
             }
         }),
     };
+    // The snapshot watches this command is done with (see `release_parked`).
+    crate::workspace::release_parked();
     tracing::debug!("done");
     match result {
         Ok(code) => code,

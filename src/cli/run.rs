@@ -17,6 +17,7 @@ use crate::git::{Deferred, Repo};
 use crate::graph::{Graph, Selection};
 use crate::report::{JobStatus, Output, Reporter, ReporterKind, RunEvent, RunOutcome};
 use crate::store::{RunSummary, Runs, new_run_id};
+use crate::workspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -162,11 +163,17 @@ pub(super) struct Done {
 }
 
 /// Writes what a run with [`CacheOptions::defer`] queued (see [`Repo::write_deferred`]); a
-/// failure is a warning, which changes no verdict.
+/// failure is a warning, which changes no verdict. The child that writes it also closes the
+/// snapshot watches the command is done with (see [`workspace::release_parked`]).
 pub(super) fn write_deferred(repo: &Repo, deferred: Option<Deferred>) {
-    if let Some(deferred) = deferred
-        && let Err(err) = repo.write_deferred(deferred)
-    {
+    let Some(deferred) = deferred else {
+        return;
+    };
+    let mut parked = workspace::take_parked();
+    let written = repo.write_deferred(deferred, &mut parked);
+    // What the child did not take over.
+    workspace::park(parked);
+    if let Err(err) = written {
         Output.err(&format!("warning: could not record the run: {err}"));
     }
 }

@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -131,12 +132,14 @@ impl Deferred {
 
 impl Repo {
     /// Writes `deferred` after this process ends, in a child that weir commands wait for; here
-    /// and now when the child cannot be started.
-    pub fn write_deferred(&self, deferred: Deferred) -> Result<(), Error> {
+    /// and now when the child cannot be started. The child also takes over `hold`: it keeps
+    /// copies open until it exits (see [`spawn_inheriting`](crate::sync::spawn_inheriting)), and
+    /// these are closed before it reads its input. Without a child, `hold` is left as it was.
+    pub fn write_deferred(&self, deferred: Deferred, hold: &mut Vec<OwnedFd>) -> Result<(), Error> {
         if deferred.is_empty() {
             return Ok(());
         }
-        match self.hand_off(&deferred) {
+        match self.hand_off(&deferred, hold) {
             Ok(()) => Ok(()),
             Err(err) => {
                 tracing::debug!(%err, "writing the records here: no child to hand them to");
@@ -145,9 +148,10 @@ impl Repo {
         }
     }
 
-    /// Starts `weir __write-refs` holding the lock, with `deferred` on its stdin.
-    fn hand_off(&self, deferred: &Deferred) -> io::Result<()> {
-        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    /// Starts `weir __write-refs` holding the lock and copies of `hold`, with `deferred` on its
+    /// stdin.
+    fn hand_off(&self, deferred: &Deferred, hold: &mut Vec<OwnedFd>) -> io::Result<()> {
+        use nix::fcntl::{FcntlArg, fcntl};
         use std::os::unix::process::CommandExt as _;
         use std::process::{Command, Stdio};
         let dir = self.weir_dir();
@@ -163,20 +167,21 @@ impl Repo {
             return Err(io::Error::other("an earlier child still holds the lock"));
         }
         let exe = std::env::current_exe()?;
-        // The child inherits the lock, which it holds until it exits; the descriptor is
-        // inheritable only while it starts, when no other process is being started.
-        fcntl(&lock, FcntlArg::F_SETFD(FdFlag::empty()))?;
-        let child = Command::new(exe)
-            .arg("__write-refs")
-            .arg(self.gix().common_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Not ended by the Ctrl-C that reaches git's process group.
-            .process_group(0)
-            .spawn();
-        fcntl(&lock, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-        let mut child = child?;
+        let mut child = crate::sync::spawn_inheriting(
+            Command::new(exe)
+                .arg("__write-refs")
+                .arg(self.gix().common_dir())
+                .stdin(Stdio::piped())
+                // The lock, as its stdout: the same open file, so the child holds it until it
+                // lets it go (see [`write_handed`]).
+                .stdout(Stdio::from(lock))
+                .stderr(Stdio::null())
+                // Not ended by the Ctrl-C that reaches git's process group.
+                .process_group(0),
+            hold,
+        )?;
+        // Closed while the child waits for its input: its copies are the last.
+        hold.clear();
         let Some(mut stdin) = child.stdin.take() else {
             return Err(io::Error::other("the child has no stdin"));
         };
@@ -195,7 +200,6 @@ impl Repo {
             let _ = child.wait();
             return Err(err);
         }
-        // Closing `lock` here leaves it held: the child's copy is the same open file.
         Ok(())
     }
 
@@ -262,10 +266,33 @@ fn patiently(lock: &fs::File, try_lock: fn(&fs::File) -> Result<(), fs::TryLockE
 
 /// `weir __write-refs GIT_DIR`: writes the records on stdin into the repository at `git_dir`
 /// (the common git directory). What it cannot write, it also appends to the errors file, which
-/// the next weir command prints: the hook that started it is gone.
+/// the next weir command prints: the hook that started it is gone. Then it lets go of the lock
+/// (its stdout): what else it holds for the hook is closed as it exits, which may wait for the
+/// kernel (see [`Repo::write_deferred`]).
 pub fn write_handed(git_dir: &Path) -> Result<(), String> {
+    let written = write_input(git_dir);
+    if let Err(err) = &written {
+        let appended = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(git_dir.join("weir").join(ERRORS))
+            .and_then(|mut file| file.write_all(format!("{err}\n").as_bytes()));
+        if let Err(e) = appended {
+            tracing::debug!(%e, "cannot note what was not written");
+        }
+    }
+    // The same open file as the hook's lock: unlocking it here unlocks that. Run by hand, it
+    // unlocks nothing.
+    if let Ok(stdout) = io::stdout().as_fd().try_clone_to_owned() {
+        let _ = fs::File::from(stdout).unlock();
+    }
+    written
+}
+
+/// The records on stdin, written into the repository at `git_dir`.
+fn write_input(git_dir: &Path) -> Result<(), String> {
     let mut input = Vec::new();
-    let written = io::stdin()
+    io::stdin()
         .read_to_end(&mut input)
         .map_err(|e| e.to_string())
         .and_then(|_| Deferred::decode(&input).ok_or_else(|| "its input is damaged".to_owned()))
@@ -274,20 +301,8 @@ pub fn write_handed(git_dir: &Path) -> Result<(), String> {
             let refs: Vec<String> = deferred.commits.iter().map(|c| c.refname.clone()).collect();
             repo.write_now(deferred)
                 .map_err(|e| format!("{} ({e})", refs.join(", ")))
-        });
-    let Err(err) = written else {
-        return Ok(());
-    };
-    let err = format!("could not record a pre-commit run: {err}");
-    let appended = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(git_dir.join("weir").join(ERRORS))
-        .and_then(|mut file| file.write_all(format!("{err}\n").as_bytes()));
-    if let Err(e) = appended {
-        tracing::debug!(%e, "cannot note what was not written");
-    }
-    Err(err)
+        })
+        .map_err(|err| format!("could not record a pre-commit run: {err}"))
 }
 
 #[cfg(test)]

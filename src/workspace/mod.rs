@@ -15,7 +15,7 @@ use crate::git::{self, Entry, FileMode, FileStat, Repo};
 use crate::statefile;
 use crate::store::cache::{check_path, fill, finish, write_file};
 
-pub use track::{Touched, Tracker};
+pub use track::{Touched, Tracker, park, release_parked, take_parked};
 
 /// The state file's first line: this, the length in bytes of the part written whole (its lines
 /// sorted by path) and its number of lines. What follows it was appended since.

@@ -12,17 +12,18 @@
 //! and rewrites them in place there leaves them changed unseen.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use inotify::{EventMask, Inotify, WatchMask};
 
+use crate::sync::lock;
+
 /// Watches started before the first job runs in a snapshot.
 pub struct Tracker {
     inotify: Inotify,
-    /// A child holding a copy of the instance, so that closing weir's own does not wait (see
-    /// [`holder`]); started with the instance, on the thread that adds the watches.
-    holder: Option<Holder>,
     /// Each watch's directory, relative to the snapshot (`""` for its top).
     dirs: HashMap<i32, String, foldhash::fast::RandomState>,
     /// Directories that could not be watched (a sync running alongside had not made them
@@ -105,12 +106,10 @@ impl Tracker {
         cancel: Option<&AtomicBool>,
     ) -> std::io::Result<Tracker> {
         let inotify = Inotify::init()?;
-        let holder = holder(&inotify);
         let relative = nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS).is_ok()
             && std::env::set_current_dir(dir).is_ok();
         let mut tracker = Tracker {
             inotify,
-            holder,
             dirs: HashMap::default(),
             unwatched: BTreeSet::new(),
         };
@@ -175,7 +174,7 @@ impl Tracker {
 
     /// Stops watching without waiting for the kernel (see [`release`]).
     pub fn discard(self) {
-        release(self.inotify, self.holder);
+        release(self.inotify);
     }
 
     /// Forgets the changes made so far (weir's own sync, which ran while the watches were
@@ -196,7 +195,7 @@ impl Tracker {
     /// that cannot be told. Call it once every process that ran in the snapshot has ended.
     pub fn finish(mut self) -> Option<Touched> {
         let touched = self.read();
-        release(self.inotify, self.holder);
+        release(self.inotify);
         touched
     }
 
@@ -244,52 +243,51 @@ impl Tracker {
     }
 }
 
-/// A short-lived child that holds a copy of `inotify` until its stdin closes. Closing the last
-/// copy of an instance waits for the kernel to free its watches, which takes up to a scheduler
-/// grace period (often 15 ms here, as long as the rest of a hook): the child closes its copy
-/// after weir has closed its own, and pays that wait while nobody waits for it.
-///
-/// Made while no other process is being started: the instance is inheritable only for that
-/// moment.
-fn holder(inotify: &Inotify) -> Option<Holder> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+/// Instances weir is done with, still open. Closing the last copy of one waits for the kernel
+/// to free its watches, which takes up to a scheduler grace period (often 15 ms here, as long
+/// as the rest of a hook): [`release_parked`] has a child close them after weir has exited.
+static PARKED: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// Done with `inotify`: it is closed with the others parked (see [`PARKED`]).
+fn release(inotify: Inotify) {
+    lock(&PARKED).push(OwnedFd::from(inotify));
+}
+
+/// The instances released so far (see [`PARKED`]), for a child to close: [`release_parked`], or one the caller starts anyway.
+pub fn take_parked() -> Vec<OwnedFd> {
+    std::mem::take(&mut *lock(&PARKED))
+}
+
+/// Parks `fds` again: the child meant to close them could not be started.
+pub fn park(fds: Vec<OwnedFd>) {
+    lock(&PARKED).extend(fds);
+}
+
+/// Closes the instances released so far without waiting for the kernel: a short-lived child
+/// holds a copy of each until this process has closed its own, and pays that wait while nobody
+/// waits for it. Call it once no other process is being started (see
+/// [`crate::sync::spawn_inheriting`]); every command does as it ends. Without a child, they
+/// are closed here.
+pub fn release_parked() {
     use std::process::{Command, Stdio};
-    fcntl(inotify, FcntlArg::F_SETFD(FdFlag::empty())).ok()?;
-    let holder = Command::new("/bin/sh")
-        .args(["-c", "read _"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let closed = fcntl(inotify, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    match (holder, closed) {
-        (Ok(mut holder), Ok(_)) => {
-            // It ends when weir closes its stdin; the run's end must not end it first.
-            crate::exec::helper(holder.id());
-            Some(Holder {
-                stdin: holder.stdin.take()?,
-            })
-        }
-        (Ok(mut holder), Err(_)) => {
-            // Jobs would inherit the instance: give up the holder.
-            let _ = holder.kill();
-            let _ = holder.wait();
-            None
-        }
-        (Err(_), _) => None,
+    let parked = take_parked();
+    if parked.is_empty() {
+        return;
     }
-}
-
-/// A child holding a copy of an inotify instance until its stdin closes.
-struct Holder {
-    stdin: std::process::ChildStdin,
-}
-
-/// Closes the inotify instance, then lets its holder (if any) close the last copy.
-fn release(inotify: Inotify, holder: Option<Holder>) {
-    drop(inotify);
-    if let Some(holder) = holder {
-        drop(holder.stdin);
+    let holder = crate::sync::spawn_inheriting(
+        Command::new("/bin/sh")
+            .args(["-c", "read _"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        &parked,
+    );
+    // The child has copies, or there is none: either way, weir's are closed now.
+    drop(parked);
+    if let Ok(mut holder) = holder {
+        // It ends when its stdin closes, now that it holds the last copies.
+        crate::exec::helper(holder.id());
+        drop(holder.stdin.take());
     }
 }
 
