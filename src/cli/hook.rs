@@ -16,7 +16,7 @@ use crate::report::{JobStatus, Output, RunOutcome};
 use crate::store::cache::Cache;
 use crate::trigger::hook::{self as hooks, RefUpdate};
 use crate::trigger::trust;
-use crate::workspace::{Delta, EarlyWatch, Snapshot, Watch, Worktree};
+use crate::workspace::{self, Delta, EarlyWatch, Snapshot, Watch, Worktree};
 
 use super::Context;
 use super::run::{Done, Execution, execute_with, exit_code, write_deferred};
@@ -569,6 +569,8 @@ fn run_on_commit(
         ),
     )?;
     snapshot.record(done.touched.as_ref());
+    // A push of many refs must not keep a watch open for each until the end.
+    workspace::release_parked();
     Ok(done.outcome)
 }
 
@@ -702,6 +704,7 @@ fn post_receive(input: &str) -> Result<u8, Error> {
             ),
         )?;
         snapshot.record(done.touched.as_ref());
+        workspace::release_parked();
         code = code.max(exit_code(done.outcome));
     }
     Ok(code)
