@@ -43,3 +43,26 @@ pub(crate) fn spawn_inheriting(command: &mut Command, fds: &[OwnedFd]) -> std::i
         (Err(err), _) => Err(err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd as _;
+
+    use super::*;
+
+    /// Whether a child started by `spawn` has descriptor `fd` open.
+    fn child_has(fd: i32, spawn: impl FnOnce(&mut Command) -> std::io::Result<Child>) -> bool {
+        let mut command = Command::new("/bin/sh");
+        command.args(["-c", &format!("test -e /proc/self/fd/{fd}")]);
+        spawn(&mut command).unwrap().wait().unwrap().success()
+    }
+
+    #[test]
+    fn only_the_child_started_with_them_inherits_the_descriptors() {
+        let (reader, _writer) = std::io::pipe().unwrap();
+        let fds = [OwnedFd::from(reader)];
+        let fd = fds[0].as_raw_fd();
+        assert!(child_has(fd, |c| spawn_inheriting(c, &fds)));
+        assert!(!child_has(fd, |c| c.spawn()), "inheritable after the start");
+    }
+}

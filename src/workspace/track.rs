@@ -253,7 +253,8 @@ fn release(inotify: Inotify) {
     lock(&PARKED).push(OwnedFd::from(inotify));
 }
 
-/// The instances released so far (see [`PARKED`]), for a child to close: [`release_parked`], or one the caller starts anyway.
+/// The instances released so far (see [`PARKED`]), for a child to close: [`release_parked`]'s,
+/// or one the caller starts anyway.
 pub fn take_parked() -> Vec<OwnedFd> {
     std::mem::take(&mut *lock(&PARKED))
 }
