@@ -472,6 +472,7 @@ impl Engine {
                     .ok()
             })
             .flatten();
+        let deferred = options.defer.then(Mutex::default);
         let mut engine = Engine {
             repo: Mutex::new(repo),
             idle: Mutex::new(Vec::new()),
@@ -490,9 +491,8 @@ impl Engine {
             touch,
             memo,
             recalled: Vec::new(),
-            deferred: None,
+            deferred,
         };
-        engine.deferred = engine.options.defer.then(Mutex::default);
         let started = std::time::Instant::now();
         engine.recalled = match recalled {
             Some(mut found) => engine

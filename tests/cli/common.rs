@@ -149,7 +149,15 @@ impl Drop for TestRepo {
         // the records a hook handed to a child are written, which every weir command waits for
         // too (holding this lock shared).
         if let Ok(lock) = std::fs::File::open(self.file(".git/weir/deferred.lock")) {
-            lock.lock_shared().expect("wait for deferred records");
+            // A child stuck with the lock fails the test rather than hanging the suite.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while let Err(std::fs::TryLockError::WouldBlock) = lock.try_lock_shared() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the child writing a hook's records still holds its lock after 30 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
         let mut cmd = Command::new("git");
         self.hermetic(&mut cmd);
