@@ -197,22 +197,33 @@ impl Repo {
                 }
             }
         }
-        // By each directory above the path: one lookup per level, not a scan of every
-        // unchanged directory for every staged file.
+        // The unchanged directory above the path, with its slash: one lookup per level, not a
+        // scan of every unchanged directory for every staged file.
         let unchanged_dir = |path: &str| {
             path.match_indices('/')
-                .any(|(end, _)| same_dirs.contains(&path[..end]))
+                .find(|&(end, _)| same_dirs.contains(&path[..end]))
+                .map(|(end, _)| end + 1)
         };
-        let changed = staged
-            .iter()
-            .filter(|e| {
-                known
-                    .get(&e.path)
-                    .is_none_or(|(mode, id)| *id != e.id || *mode != Some(e.mode))
-                    && !unchanged_dir(&e.path)
-            })
-            .map(|e| e.path.clone())
-            .collect();
+        let mut changed = Vec::new();
+        // The entries are sorted, so the others beneath an unchanged directory follow the
+        // first at once: they are passed over by their prefix, without a lookup each.
+        let mut passing = "";
+        for entry in staged {
+            let path = entry.path.as_str();
+            if !passing.is_empty() && path.starts_with(passing) {
+                continue;
+            }
+            if let Some(end) = unchanged_dir(path) {
+                passing = &path[..end];
+                continue;
+            }
+            if known
+                .get(path)
+                .is_none_or(|(mode, id)| *id != entry.id || *mode != Some(entry.mode))
+            {
+                changed.push(entry.path.clone());
+            }
+        }
         let deleted = known
             .into_keys()
             .filter(|path| {

@@ -861,17 +861,28 @@ run = "echo shipping $(cat version.txt)"
 #[test]
 fn only_the_staged_changes_are_given_to_a_files_job_in_a_deep_tree() {
     let repo = lint_repo();
-    for path in ["a/one.txt", "b/c/two.txt", "b/c/d/three.txt", "e/four.txt"] {
+    let tree = [
+        "a/f/five.txt",
+        "a/one.txt",
+        "a/two.txt",
+        "ab/six.txt",
+        "b/c/two.txt",
+        "b/c/d/three.txt",
+        "e/four.txt",
+    ];
+    for path in tree {
         repo.write(path, "good\n");
     }
     repo.commit_all("tree");
+    // `a` is unchanged, and `ab` (whose name starts like it) is not.
+    repo.write("ab/six.txt", "better\n");
     repo.write("b/c/d/three.txt", "still good\n");
     repo.write("e/new.txt", "new\n");
     repo.git(&["add", "-A"]);
-    let (ok, err) = commit(&repo, &["-m", "two changes"]);
+    let (ok, err) = commit(&repo, &["-m", "three changes"]);
     assert!(ok, "{err}");
     assert!(
-        err.contains("lint | checking b/c/d/three.txt e/new.txt\n"),
+        err.contains("lint | checking ab/six.txt b/c/d/three.txt e/new.txt\n"),
         "{err}"
     );
 }
