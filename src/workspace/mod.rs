@@ -1151,7 +1151,10 @@ impl<'a> StateText<'a> {
         let (mut lo, mut hi) = (0, text.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let start = text[lo..mid].rfind('\n').map_or(lo, |i| lo + i + 1);
+            // By bytes: `mid` may fall inside a character of a path.
+            let bytes = text.as_bytes();
+            let start =
+                (bytes[lo..mid].iter().rposition(|&b| b == b'\n')).map_or(lo, |i| lo + i + 1);
             let end = start + text[start..].find('\n')?;
             let line = &text[start..end];
             match line_path(line)?.cmp(path) {

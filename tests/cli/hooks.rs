@@ -886,3 +886,32 @@ fn only_the_staged_changes_are_given_to_a_files_job_in_a_deep_tree() {
         "{err}"
     );
 }
+
+#[test]
+fn commits_of_files_named_in_any_script_are_checked_one_after_another() {
+    let repo = lint_repo();
+    // Names of many lengths, most of their bytes outside ASCII: where weir looks a file up in
+    // what it last wrote to the snapshot, a position can fall inside a character.
+    let names: Vec<String> = (0..40)
+        .map(|i| {
+            let dir = format!("п{}", "ы".repeat(i % 7));
+            let name = "отчёт".repeat(1 + i % 5);
+            format!("документы/{dir}/{name}-{i}.txt")
+        })
+        .collect();
+    for name in &names {
+        repo.write(name, "good\n");
+    }
+    repo.commit_all("reports");
+    for name in names.iter().step_by(3) {
+        repo.write(name, "still good\n");
+        repo.git(&["add", "-A"]);
+        let (ok, err) = commit(&repo, &["-m", "one report"]);
+        assert!(ok, "{err}");
+        assert!(err.contains(&format!("lint | checking {name}\n")), "{err}");
+    }
+    repo.write(&names[1], "BAD\n");
+    repo.git(&["add", "-A"]);
+    let (ok, err) = commit(&repo, &["-m", "a bad report"]);
+    assert!(!ok, "{err}");
+}
