@@ -416,8 +416,7 @@ impl Snapshot {
         let base = fs::read_to_string(&self.base).ok();
         statefile::spoil(&self.base);
         let started = std::time::Instant::now();
-        let text = fs::read_to_string(&self.state).unwrap_or_default();
-        let state = split_state(&text);
+        let state = StateFile::open(&self.state);
         let candidates = match (
             delta,
             base.as_deref().and_then(parse_base),
@@ -429,20 +428,28 @@ impl Snapshot {
             }
             _ => None,
         };
+        // Only the lines of the files compared are read from the part written whole: a line
+        // per file in the snapshot, reading all of it was most of a small commit's sync.
         let some = match (candidates, &state, &touched) {
-            (Some(candidates), Some(state), Some(touched)) => self.update_some(
-                repo,
-                entries,
-                worktree.as_ref(),
-                touched,
-                state,
-                &candidates,
-            )?,
+            (Some(candidates), Some(state), Some(touched)) => match state.text_for(&candidates) {
+                Ok(sorted) => self.update_some(
+                    repo,
+                    entries,
+                    worktree.as_ref(),
+                    touched,
+                    &state.with_sorted(&sorted),
+                    &candidates,
+                )?,
+                Err(_) => None,
+            },
             _ => None,
         };
         let synced = match some {
             Some(synced) => synced,
-            None => self.update_all(repo, entries, worktree.as_ref(), touched.as_ref(), &text)?,
+            None => {
+                let text = fs::read_to_string(&self.state).unwrap_or_default();
+                self.update_all(repo, entries, worktree.as_ref(), touched.as_ref(), &text)?
+            }
         };
         tracing::debug!(elapsed = ?started.elapsed(), ?synced, "synced the snapshot's files");
         // Without the digest the next sync only compares entry by entry; without the base,
@@ -1121,8 +1128,6 @@ impl<'a> StateText<'a> {
     /// [`StateText::get`] for each of `paths`, in their order; by one pass over the sorted part
     /// when they are many (a 1,000-file commit's).
     fn get_all(&self, journal: &Journal<'a>, paths: &BTreeSet<String>) -> Vec<Option<Known<'a>>> {
-        /// From here, one pass over every line beats a binary search for each path.
-        const SCAN_FROM: usize = 32;
         if paths.len() < SCAN_FROM {
             return paths.iter().map(|path| self.get(journal, path)).collect();
         }
@@ -1165,6 +1170,155 @@ impl<'a> StateText<'a> {
         }
         None
     }
+}
+
+/// From this many paths on, one pass over every line of the state's sorted part beats a binary
+/// search for each.
+const SCAN_FROM: usize = 32;
+
+/// A state file opened for looking up some paths: its header and appended lines are read, and
+/// of the part written whole only what [`StateFile::text_for`] needs. It stays open, so what it
+/// reads is of one version of the file: a new one replaces it, and only lines are appended.
+struct StateFile {
+    file: fs::File,
+    /// Where the part written whole, sorted by path, lies in the file.
+    sorted: std::ops::Range<u64>,
+    /// Lines in that part.
+    lines: usize,
+    appended: String,
+}
+
+impl StateFile {
+    /// `None` for a missing, foreign or damaged file.
+    fn open(path: &Path) -> Option<StateFile> {
+        use std::os::unix::fs::FileExt;
+        let file = fs::File::open(path).ok()?;
+        let size = file.metadata().ok()?.len();
+        let mut head = [0u8; 128];
+        let read = file.read_at(&mut head, 0).ok()?;
+        let end = head[..read].iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&head[..end]).ok()?;
+        let mut fields = header.strip_prefix(HEADER)?.split_whitespace();
+        let (len, lines): (u64, usize) =
+            (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+        let start = header.len() as u64 + 1;
+        let sorted = start..start.checked_add(len)?;
+        let mut appended = vec![0; usize::try_from(size.checked_sub(sorted.end)?).ok()?];
+        file.read_exact_at(&mut appended, sorted.end).ok()?;
+        // The sorted part ends with a whole line.
+        let mut last = [b'\n'];
+        if len > 0 {
+            file.read_exact_at(&mut last, sorted.end - 1).ok()?;
+        }
+        if last != [b'\n'] {
+            return None;
+        }
+        Some(StateFile {
+            file,
+            sorted,
+            lines,
+            appended: String::from_utf8(appended).ok()?,
+        })
+    }
+
+    /// Enough of the sorted part for looking up `paths`: all of it when they are many, else
+    /// the line of each that has one, found by binary search in the file.
+    fn text_for(&self, paths: &BTreeSet<String>) -> std::io::Result<String> {
+        use std::os::unix::fs::FileExt;
+        if paths.len() >= SCAN_FROM {
+            let len = usize::try_from(self.sorted.end - self.sorted.start).map_err(invalid)?;
+            let mut sorted = vec![0; len];
+            self.file.read_exact_at(&mut sorted, self.sorted.start)?;
+            return String::from_utf8(sorted).map_err(invalid);
+        }
+        let mut text = String::new();
+        for path in paths {
+            if let Some(line) = self.sorted_line(path)? {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        Ok(text)
+    }
+
+    /// The state read, with `sorted` standing for its sorted part (see [`StateFile::text_for`]).
+    fn with_sorted<'a>(&'a self, sorted: &'a str) -> StateText<'a> {
+        StateText {
+            sorted,
+            lines: self.lines,
+            appended: &self.appended,
+        }
+    }
+
+    /// The line of `path` in the sorted part, by binary search over its bytes; `None` if there
+    /// is none (or a damaged line is in the way), as [`StateText::sorted_line`] finds it.
+    fn sorted_line(&self, path: &str) -> std::io::Result<Option<String>> {
+        let (mut lo, mut hi) = (self.sorted.start, self.sorted.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            // No line starts from `mid` on: the path's, if any, starts before.
+            let Some((start, line)) = self.line_from(mid, hi)? else {
+                hi = mid;
+                continue;
+            };
+            let Some(at) = line_path(&line) else {
+                return Ok(None);
+            };
+            match at.cmp(path) {
+                std::cmp::Ordering::Equal => return Ok(Some(line)),
+                std::cmp::Ordering::Less => lo = start + line.len() as u64 + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first line of the sorted part that starts at `at` or after, before `end`: where it
+    /// starts, and its text.
+    fn line_from(&self, at: u64, end: u64) -> std::io::Result<Option<(u64, String)>> {
+        let start = if at == self.sorted.start {
+            at
+        } else {
+            match self.through_newline(at - 1)? {
+                Some((_, newline)) => newline + 1,
+                None => return Ok(None),
+            }
+        };
+        if start >= end {
+            return Ok(None);
+        }
+        Ok(match self.through_newline(start)? {
+            Some((line, _)) => Some((start, String::from_utf8(line).map_err(invalid)?)),
+            None => None,
+        })
+    }
+
+    /// The bytes of the sorted part from `from` to the next newline, and where that is.
+    fn through_newline(&self, from: u64) -> std::io::Result<Option<(Vec<u8>, u64)>> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 512];
+        let mut at = from;
+        while at < self.sorted.end {
+            let want = usize::try_from(self.sorted.end - at)
+                .map_or(chunk.len(), |left| left.min(chunk.len()));
+            let read = self.file.read_at(&mut chunk[..want], at)?;
+            if read == 0 {
+                break;
+            }
+            if let Some(i) = chunk[..read].iter().position(|&b| b == b'\n') {
+                bytes.extend_from_slice(&chunk[..i]);
+                return Ok(Some((bytes, at + i as u64)));
+            }
+            bytes.extend_from_slice(&chunk[..read]);
+            at += read as u64;
+        }
+        Ok(None)
+    }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// The appended lines of a state file by path (see [`StateText::journal`]).
@@ -1435,6 +1589,66 @@ mod tests {
             (delta.tree, vec!["c/d"], vec!["e"])
         );
         assert!(parse_base(&text[..text.len() - 2]).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_state_file_finds_the_lines_the_whole_text_finds(
+            names in proptest::collection::btree_set("[a-c é/ ]{1,6}|x{500,700}[a-c]", 1..40),
+            looked_up in proptest::collection::btree_set("[a-c é/ ]{0,6}|x{500,700}[a-c]", 1..40),
+            appended in proptest::collection::vec("[a-c é/ ]{1,6}", 0..4),
+        ) {
+            let files: Vec<(&str, Kept)> = (names.iter().enumerate())
+                .map(|(i, p)| (p.as_str(), Kept::Written(written(i as u8, i as u64))))
+                .collect();
+            let mut text = format_state(&files);
+            let changed: Vec<(&str, Written)> =
+                appended.iter().map(|p| (p.as_str(), written(99, 99))).collect();
+            text.push_str(&format_changes(&changed, &[]));
+            let dir = tempfile::TempDir::new().unwrap();
+            let path = dir.path().join("state");
+            fs::write(&path, &text).unwrap();
+
+            let whole = split_state(&text).unwrap();
+            let file = StateFile::open(&path).unwrap();
+            proptest::prop_assert_eq!(file.lines, whole.lines);
+            proptest::prop_assert_eq!(file.appended.as_str(), whole.appended);
+            for path in names.iter().chain(&looked_up) {
+                let expected = whole.sorted_line(path).map(|known| known.line.to_owned());
+                proptest::prop_assert_eq!(file.sorted_line(path).unwrap(), expected);
+            }
+            // Many paths or few, the lines read find what the whole text finds.
+            for paths in [&looked_up, &names.iter().chain(&looked_up).cloned().collect()] {
+                let sorted = file.text_for(paths).unwrap();
+                let read = file.with_sorted(&sorted);
+                let (journal, _) = read.journal();
+                let (whole_journal, _) = whole.journal();
+                let found: Vec<Option<&str>> =
+                    read.get_all(&journal, paths).iter().map(|k| k.map(|k| k.line)).collect();
+                let expected: Vec<Option<&str>> = (whole.get_all(&whole_journal, paths).iter())
+                    .map(|k| k.map(|k| k.line))
+                    .collect();
+                proptest::prop_assert_eq!(found, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_state_file_is_not_opened() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("state");
+        let text = format_state(&[("a", Kept::Written(written(1, 1)))]);
+        for bad in [
+            "weir-snapshot 3 0 0\n".to_owned(),
+            text.replacen(" 1\n", " 2\n", 0).replacen("4 ", "4 1", 1),
+            text[..text.len() - 1].to_owned(),
+            String::new(),
+        ] {
+            fs::write(&path, &bad).unwrap();
+            assert!(StateFile::open(&path).is_none(), "{bad:?}");
+        }
+        fs::write(&path, &text).unwrap();
+        assert!(StateFile::open(&path).is_some());
     }
 
     #[test]
