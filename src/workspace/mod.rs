@@ -1638,11 +1638,13 @@ mod tests {
         let dir = tempfile::TempDir::new().unwrap();
         let path = dir.path().join("state");
         let text = format_state(&[("a", Kept::Written(written(1, 1)))]);
+        let len = text.len() - text.find('\n').unwrap() - 1;
         for bad in [
-            "weir-snapshot 3 0 0\n".to_owned(),
-            text.replacen(" 1\n", " 2\n", 0).replacen("4 ", "4 1", 1),
-            text[..text.len() - 1].to_owned(),
             String::new(),
+            "weir-snapshot 3 0 0\n".to_owned(),
+            // A sorted part longer than the file, or not ending with a whole line.
+            text.replacen(&format!(" {len} "), &format!(" {} ", len + 1), 1),
+            text.replacen(&format!(" {len} "), &format!(" {} ", len - 1), 1),
         ] {
             fs::write(&path, &bad).unwrap();
             assert!(StateFile::open(&path).is_none(), "{bad:?}");
