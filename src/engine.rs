@@ -72,7 +72,7 @@ fn recall(repo: &Repo, memo: &Memo, jobs: &[String]) -> HashMap<String, Recalled
         let helpers: Vec<_> = (1..threads)
             .map(|_| {
                 let repo = repo.clone();
-                scope.spawn(move || work(&repo))
+                crate::sync::spawn_scoped_apart(scope, move || work(&repo))
             })
             .collect();
         let mine = work(repo);
@@ -101,20 +101,19 @@ impl Early {
     pub fn start(repo: &Repo) -> Early {
         let repo = repo.clone();
         let now = std::time::SystemTime::now();
-        let thread = std::thread::Builder::new()
-            .name("memo".to_owned())
-            .spawn(move || {
-                let index = repo.index_snapshot().ok()?;
-                let memo = Memo::load(&repo, &index, now);
-                let jobs: Vec<String> = memo.jobs().map(str::to_owned).collect();
-                let recalled = recall(&repo, &memo, &jobs);
-                Some(EarlyRead {
-                    index,
-                    memo,
-                    recalled,
-                })
+        let builder = std::thread::Builder::new().name("memo".to_owned());
+        let thread = crate::sync::spawn_apart(builder, move || {
+            let index = repo.index_snapshot().ok()?;
+            let memo = Memo::load(&repo, &index, now);
+            let jobs: Vec<String> = memo.jobs().map(str::to_owned).collect();
+            let recalled = recall(&repo, &memo, &jobs);
+            Some(EarlyRead {
+                index,
+                memo,
+                recalled,
             })
-            .ok();
+        })
+        .ok();
         Early(Arc::new(Mutex::new(thread)))
     }
 
@@ -466,10 +465,8 @@ impl Engine {
         let loading = (in_worktree && hits_possible && memo.as_ref().is_none_or(Memo::is_empty))
             .then(|| {
                 let repo = repo.clone();
-                std::thread::Builder::new()
-                    .name("stat-cache".to_owned())
-                    .spawn(move || StatCache::load_whole(&repo))
-                    .ok()
+                let builder = std::thread::Builder::new().name("stat-cache".to_owned());
+                crate::sync::spawn_apart(builder, move || StatCache::load_whole(&repo)).ok()
             })
             .flatten();
         let deferred = options.defer.then(Mutex::default);

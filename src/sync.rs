@@ -2,6 +2,9 @@
 //! starting a child that inherits descriptors.
 
 use std::os::fd::OwnedFd;
+
+use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+use nix::unistd::Pid;
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -37,6 +40,88 @@ pub(crate) fn spawn_inheriting(command: &mut Command, fds: &[OwnedFd]) -> std::i
     child
 }
 
+/// Starts `work` on a thread made by `builder`, on another core than the caller's (see
+/// [`Apart`]).
+pub(crate) fn spawn_apart<T: Send + 'static>(
+    builder: std::thread::Builder,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let apart = Apart::begin();
+    let allowed = apart.as_ref().map(|apart| apart.allowed);
+    let thread = builder.spawn(move || {
+        Apart::settle(allowed);
+        work()
+    });
+    if let Some(apart) = apart {
+        apart.leave();
+    }
+    thread
+}
+
+/// Starts `work` on a thread of `scope`, on another core than the caller's (see [`Apart`]).
+pub(crate) fn spawn_scoped_apart<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    let apart = Apart::begin();
+    let allowed = apart.as_ref().map(|apart| apart.allowed);
+    let thread = scope.spawn(move || {
+        Apart::settle(allowed);
+        work()
+    });
+    if let Some(apart) = apart {
+        apart.leave();
+    }
+    thread
+}
+
+/// A thread being started on the caller's core, which the caller then leaves to it.
+///
+/// Linux starts a new thread on its parent's core. Here (2 cores, Linux 6.18) both then shared
+/// that core for 2-4 ms, until load balancing moved one of them, while the other core was idle:
+/// a hook's watch and its sync ran one after the other, 1.8 ms of a 12 ms hook. So the caller
+/// keeps to its core while the thread starts (which inherits that), then moves.
+struct Apart {
+    /// The cores the caller may run on.
+    allowed: CpuSet,
+    /// The one it was on.
+    here: usize,
+}
+
+impl Apart {
+    /// Keeps the calling thread on its core; `None` when there is no other core to go to (or
+    /// the cores cannot be told).
+    fn begin() -> Option<Apart> {
+        let here = sched_getcpu().ok()?;
+        let allowed = sched_getaffinity(Pid::from_raw(0)).ok()?;
+        let mut others = (0..CpuSet::count()).filter(|&cpu| allowed.is_set(cpu).unwrap_or(false));
+        if !others.any(|cpu| cpu != here) {
+            return None;
+        }
+        let mut only_here = CpuSet::new();
+        only_here.set(here).ok()?;
+        sched_setaffinity(Pid::from_raw(0), &only_here).ok()?;
+        Some(Apart { allowed, here })
+    }
+
+    /// Called first by the thread started: it may run wherever its parent could.
+    fn settle(allowed: Option<CpuSet>) {
+        if let Some(allowed) = allowed {
+            let _ = sched_setaffinity(Pid::from_raw(0), &allowed);
+        }
+    }
+
+    /// Moves the caller to another core, leaving this one to the thread it started, and lets it
+    /// run on every core again.
+    fn leave(self) {
+        let mut elsewhere = self.allowed;
+        if elsewhere.unset(self.here).is_ok() {
+            let _ = sched_setaffinity(Pid::from_raw(0), &elsewhere);
+        }
+        let _ = sched_setaffinity(Pid::from_raw(0), &self.allowed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd as _;
@@ -48,6 +133,18 @@ mod tests {
         let mut command = Command::new("/bin/sh");
         command.args(["-c", &format!("test -e /proc/self/fd/{fd}")]);
         spawn(&mut command).unwrap().wait().unwrap().success()
+    }
+
+    #[test]
+    fn threads_started_apart_and_their_parent_keep_every_core_they_had() {
+        let cores = || sched_getaffinity(Pid::from_raw(0)).unwrap();
+        let before = cores();
+        let started = spawn_apart(std::thread::Builder::new(), cores).unwrap();
+        assert_eq!(started.join().unwrap(), before);
+        assert_eq!(cores(), before);
+        let scoped = std::thread::scope(|scope| spawn_scoped_apart(scope, cores).join().unwrap());
+        assert_eq!(scoped, before);
+        assert_eq!(cores(), before);
     }
 
     #[test]

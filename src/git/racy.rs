@@ -148,7 +148,11 @@ impl Repo {
         std::thread::scope(|scope| {
             let parts: Vec<_> = entries
                 .chunks(chunk.max(1))
-                .map(|part| scope.spawn(move || part.iter().all(|entry| holds(entry))))
+                .map(|part| {
+                    crate::sync::spawn_scoped_apart(scope, move || {
+                        part.iter().all(|entry| holds(entry))
+                    })
+                })
                 .collect();
             parts.into_iter().all(|part| part.join().unwrap_or(false))
         })

@@ -288,7 +288,9 @@ impl Snapshot {
             None => std::thread::scope(|scope| {
                 let paths = entries.iter().map(|e| e.path.as_str());
                 // This thread is the watch's own.
-                let tracker = scope.spawn(|| Tracker::start_here(&self.dir, paths));
+                let tracker = crate::sync::spawn_scoped_apart(scope, || {
+                    Tracker::start_here(&self.dir, paths)
+                });
                 self.update(repo, entries, worktree, touched, &digest, delta.as_ref())?;
                 Ok::<_, Error>(started(tracker.join()))
             })?,
@@ -353,10 +355,11 @@ impl Snapshot {
         let dir = self.dir.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let cancelled = Arc::clone(&cancel);
-        let thread = std::thread::spawn(move || {
+        let thread = crate::sync::spawn_apart(std::thread::Builder::new(), move || {
             let dirs = dirs.iter().map(String::as_str);
             Tracker::watch_dirs_here(&dir, dirs, Some(&cancelled))
-        });
+        })
+        .ok()?;
         Some(EarlyWatch {
             thread: Some(thread),
             cancel,
@@ -581,7 +584,11 @@ impl Snapshot {
             std::thread::scope(|scope| {
                 let handles: Vec<_> = entries
                     .chunks(chunk)
-                    .map(|part| scope.spawn(move || part.iter().map(intact).collect::<Vec<_>>()))
+                    .map(|part| {
+                        crate::sync::spawn_scoped_apart(scope, move || {
+                            part.iter().map(intact).collect::<Vec<_>>()
+                        })
+                    })
                     .collect();
                 handles
                     .into_iter()
@@ -684,7 +691,7 @@ impl Snapshot {
             let others: Vec<_> = parts
                 .map(|part| {
                     let repo = repo.clone();
-                    scope.spawn(move || write(&repo, part))
+                    crate::sync::spawn_scoped_apart(scope, move || write(&repo, part))
                 })
                 .collect();
             let mut written = write(repo, first)?;
