@@ -1,12 +1,12 @@
-//! Locking a mutex shared by jobs or threads, how many threads the machine runs at once, and
-//! starting a child that inherits descriptors.
+//! Locking a mutex shared by jobs or threads, how many threads the machine runs at once, starting
+//! a thread on another core than its parent's, and starting a child that inherits descriptors.
 
 use std::os::fd::OwnedFd;
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
 use nix::unistd::Pid;
-use std::process::{Child, Command};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Locks `mutex`. A poisoned lock only means another thread panicked while holding it; every
 /// value weir keeps behind one is sound between operations, so it is used as it is.
@@ -46,16 +46,12 @@ pub(crate) fn spawn_apart<T: Send + 'static>(
     builder: std::thread::Builder,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
-    let apart = Apart::begin();
-    let allowed = apart.as_ref().map(|apart| apart.allowed);
-    let thread = builder.spawn(move || {
-        Apart::settle(allowed);
-        work()
-    });
-    if let Some(apart) = apart {
-        apart.leave();
-    }
-    thread
+    Apart::start(|allowed| {
+        builder.spawn(move || {
+            Apart::settle(allowed);
+            work()
+        })
+    })
 }
 
 /// Starts `work` on a thread of `scope`, on another core than the caller's (see [`Apart`]).
@@ -63,24 +59,20 @@ pub(crate) fn spawn_scoped_apart<'scope, T: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     work: impl FnOnce() -> T + Send + 'scope,
 ) -> std::thread::ScopedJoinHandle<'scope, T> {
-    let apart = Apart::begin();
-    let allowed = apart.as_ref().map(|apart| apart.allowed);
-    let thread = scope.spawn(move || {
-        Apart::settle(allowed);
-        work()
-    });
-    if let Some(apart) = apart {
-        apart.leave();
-    }
-    thread
+    Apart::start(|allowed| {
+        scope.spawn(move || {
+            Apart::settle(allowed);
+            work()
+        })
+    })
 }
 
 /// A thread being started on the caller's core, which the caller then leaves to it.
 ///
-/// Linux starts a new thread on its parent's core. Here (2 cores, Linux 6.18) both then shared
-/// that core for 2-4 ms, until load balancing moved one of them, while the other core was idle:
-/// a hook's watch and its sync ran one after the other, 1.8 ms of a 12 ms hook. So the caller
-/// keeps to its core while the thread starts (which inherits that), then moves.
+/// Here (2 cores, Linux 6.18) every new thread started on its parent's core, and both shared
+/// it for 2-4 ms, until load balancing moved one of them, while the other core was idle: a
+/// hook's watch and its sync ran one after the other, 2 ms of a 12 ms hook. So the caller keeps
+/// to its core while the thread starts (which inherits that), then moves.
 struct Apart {
     /// The cores the caller may run on.
     allowed: CpuSet,
@@ -89,6 +81,17 @@ struct Apart {
 }
 
 impl Apart {
+    /// Runs `start`, which starts a thread that calls [`Apart::settle`] first with what it is
+    /// given, on the caller's core, and then moves the caller.
+    fn start<H>(start: impl FnOnce(Option<CpuSet>) -> H) -> H {
+        let apart = Apart::begin();
+        let started = start(apart.as_ref().map(|apart| apart.allowed));
+        if let Some(apart) = apart {
+            apart.leave();
+        }
+        started
+    }
+
     /// Keeps the calling thread on its core; `None` when there is no other core to go to (or
     /// the cores cannot be told).
     fn begin() -> Option<Apart> {
@@ -104,7 +107,9 @@ impl Apart {
         Some(Apart { allowed, here })
     }
 
-    /// Called first by the thread started: it may run wherever its parent could.
+    /// Called first by the thread started: it may run wherever its parent could. Like
+    /// [`Apart::leave`], it gives back cores the thread had a moment ago, which fails only if
+    /// its cgroup's were changed meanwhile.
     fn settle(allowed: Option<CpuSet>) {
         if let Some(allowed) = allowed {
             let _ = sched_setaffinity(Pid::from_raw(0), &allowed);
