@@ -419,20 +419,17 @@ impl Snapshot {
         let base = fs::read_to_string(&self.base).ok();
         statefile::spoil(&self.base);
         let started = std::time::Instant::now();
-        let state = StateFile::open(&self.state);
-        let candidates = match (
-            delta,
-            base.as_deref().and_then(parse_base),
-            &touched,
-            &state,
-        ) {
-            (Some(delta), Some(base), Some(touched), Some(_)) => {
+        let candidates = match (delta, base.as_deref().and_then(parse_base), &touched) {
+            (Some(delta), Some(base), Some(touched)) => {
                 self.candidates(repo, entries, touched, delta, &base)?
             }
             _ => None,
         };
         // Only the lines of the files compared are read from the part written whole: a line
         // per file in the snapshot, reading all of it was most of a small commit's sync.
+        let state = candidates
+            .as_ref()
+            .and_then(|_| StateFile::open(&self.state));
         let some = match (candidates, &state, &touched) {
             (Some(candidates), Some(state), Some(touched)) => match state.text_for(&candidates) {
                 Ok(sorted) => self.update_some(
@@ -1095,14 +1092,19 @@ struct StateText<'a> {
 /// The parts of a state file; `None` for a foreign or damaged one.
 fn split_state(text: &str) -> Option<StateText<'_>> {
     let (header, rest) = text.split_once('\n')?;
-    let mut fields = header.strip_prefix(HEADER)?.split_whitespace();
-    let (len, lines) = (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+    let (len, lines) = parse_header(header)?;
     let sorted = rest.get(..len)?;
     (sorted.is_empty() || sorted.ends_with('\n')).then_some(StateText {
         sorted,
         lines,
         appended: &rest[len..],
     })
+}
+
+/// A state file's first line: the length of the part written whole, and its lines.
+fn parse_header(header: &str) -> Option<(usize, usize)> {
+    let mut fields = header.strip_prefix(HEADER)?.split_whitespace();
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
 }
 
 impl<'a> StateText<'a> {
@@ -1205,11 +1207,9 @@ impl StateFile {
         let read = file.read_at(&mut head, 0).ok()?;
         let end = head[..read].iter().position(|&b| b == b'\n')?;
         let header = std::str::from_utf8(&head[..end]).ok()?;
-        let mut fields = header.strip_prefix(HEADER)?.split_whitespace();
-        let (len, lines): (u64, usize) =
-            (fields.next()?.parse().ok()?, fields.next()?.parse().ok()?);
+        let (len, lines) = parse_header(header)?;
         let start = header.len() as u64 + 1;
-        let sorted = start..start.checked_add(len)?;
+        let sorted = start..start.checked_add(u64::try_from(len).ok()?)?;
         let mut appended = vec![0; usize::try_from(size.checked_sub(sorted.end)?).ok()?];
         file.read_exact_at(&mut appended, sorted.end).ok()?;
         // The sorted part ends with a whole line.
