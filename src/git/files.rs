@@ -97,11 +97,13 @@ pub struct FileId {
     pub id: ObjectId,
 }
 
-struct Tracked {
+/// What the index knew of one file.
+#[derive(Clone, Copy)]
+struct Tracked<'a> {
     mode: FileMode,
     id: ObjectId,
     /// The index's stat data; `None` for a snapshot weir wrote itself, whose ids are known.
-    stat: Option<Stat>,
+    stat: Option<&'a Stat>,
 }
 
 /// What the index knew when it was read: enough to name a clean file's blob without reading it.
@@ -109,7 +111,10 @@ pub struct IndexSnapshot {
     /// The directory the paths are relative to: the work tree, or a snapshot directory.
     root: PathBuf,
     /// By path relative to `root`, sorted.
-    entries: Vec<(String, Tracked)>,
+    entries: Vec<Entry>,
+    /// The index's stat data of each entry, in the same order; empty for a snapshot directory
+    /// weir synced, which keeps the entries it was given as they are.
+    stats: Vec<Stat>,
     /// When the index was written, in whole seconds: entries modified since are "racily clean"
     /// and must be hashed, as git does.
     timestamp: i64,
@@ -132,21 +137,32 @@ impl IndexSnapshot {
     pub fn known(&self) -> impl Iterator<Item = (&str, (FileMode, ObjectId))> {
         self.entries
             .iter()
-            .map(|(path, t)| (path.as_str(), (t.mode, t.id)))
+            .map(|e| (e.path.as_str(), (e.mode, e.id)))
     }
 
-    fn get(&self, path: &str) -> Option<&Tracked> {
+    /// The entry at `at`.
+    fn tracked(&self, at: usize) -> (&str, Tracked<'_>) {
+        let entry = &self.entries[at];
+        let tracked = Tracked {
+            mode: entry.mode,
+            id: entry.id,
+            stat: self.stats.get(at),
+        };
+        (entry.path.as_str(), tracked)
+    }
+
+    fn get(&self, path: &str) -> Option<Tracked<'_>> {
         let at = self
             .entries
-            .binary_search_by(|(p, _)| p.as_str().cmp(path))
+            .binary_search_by(|e| e.path.as_str().cmp(path))
             .ok()?;
-        Some(&self.entries[at].1)
+        Some(self.tracked(at).1)
     }
 
     /// The entries from `start` on, in order.
-    fn from(&self, start: &str) -> &[(String, Tracked)] {
-        let at = self.entries.partition_point(|(p, _)| p.as_str() < start);
-        &self.entries[at..]
+    fn from(&self, start: &str) -> impl Iterator<Item = (&str, Tracked<'_>)> {
+        let at = self.entries.partition_point(|e| e.path.as_str() < start);
+        (at..self.entries.len()).map(|at| self.tracked(at))
     }
 
     /// The files of a snapshot directory weir has just synced to `entries`: their ids are
@@ -154,17 +170,8 @@ impl IndexSnapshot {
     pub fn synced(root: &Path, entries: Vec<Entry>) -> IndexSnapshot {
         IndexSnapshot {
             root: root.to_path_buf(),
-            entries: entries
-                .into_iter()
-                .map(|e| {
-                    let tracked = Tracked {
-                        mode: e.mode,
-                        id: e.id,
-                        stat: None,
-                    };
-                    (e.path, tracked)
-                })
-                .collect::<Vec<_>>(),
+            entries,
+            stats: Vec::new(),
             timestamp: 0,
             synced: true,
         }
@@ -174,9 +181,19 @@ impl IndexSnapshot {
     /// Sorts the entries if they are not: git orders paths by their bytes, which a path that
     /// is not UTF-8 no longer has once made readable.
     fn sorted(mut self) -> IndexSnapshot {
-        if !self.entries.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.entries.sort_by(|a, b| a.0.cmp(&b.0));
-            self.entries.dedup_by(|a, b| a.0 == b.0);
+        if self.entries.is_sorted_by(|a, b| a.path <= b.path) {
+            return self;
+        }
+        let mut stats = std::mem::take(&mut self.stats).into_iter().map(Some);
+        let mut both: Vec<(Entry, Option<Stat>)> = std::mem::take(&mut self.entries)
+            .into_iter()
+            .map(|e| (e, stats.next().flatten()))
+            .collect();
+        both.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        both.dedup_by(|a, b| a.0.path == b.0.path);
+        for (entry, stat) in both {
+            self.entries.push(entry);
+            self.stats.extend(stat);
         }
         self
     }
@@ -200,7 +217,7 @@ impl IndexSnapshot {
     /// Whether any tracked path starts with `prefix`.
     fn has_under(&self, prefix: &str) -> bool {
         self.from(prefix)
-            .first()
+            .next()
             .is_some_and(|(path, _)| path.starts_with(prefix))
     }
 }
@@ -280,11 +297,13 @@ impl Repo {
             return Ok(IndexSnapshot {
                 root: self.workdir().to_path_buf(),
                 entries: Vec::new(),
+                stats: Vec::new(),
                 timestamp: 0,
                 synced: false,
             });
         };
         let mut entries = Vec::with_capacity(index.entries().len());
+        let mut stats = Vec::with_capacity(index.entries().len());
         for entry in index.entries() {
             if entry.stage_raw() != 0 {
                 continue;
@@ -293,18 +312,17 @@ impl Repo {
                 continue;
             };
             let path = entry.path(&index).to_str_lossy().into_owned();
-            entries.push((
+            entries.push(Entry {
                 path,
-                Tracked {
-                    mode,
-                    id: entry.id,
-                    stat: Some(entry.stat),
-                },
-            ));
+                mode,
+                id: entry.id,
+            });
+            stats.push(entry.stat);
         }
         Ok(IndexSnapshot {
             root: self.workdir().to_path_buf(),
             entries,
+            stats,
             timestamp: index.timestamp().unix_seconds(),
             synced: false,
         }
@@ -578,7 +596,7 @@ fn tracked_file(
     at: &mut StatAt,
     base: &Path,
     rel: &str,
-    tracked: &Tracked,
+    tracked: Tracked<'_>,
     index_timestamp: i64,
     reads: Option<&mut Reads>,
 ) -> Result<Option<FileId>, Error> {
@@ -604,7 +622,7 @@ fn file_id(
     at: &mut StatAt,
     abs: &Path,
     rel: &str,
-    tracked: Option<&Tracked>,
+    tracked: Option<Tracked<'_>>,
     index_timestamp: i64,
     reads: Option<&mut Reads>,
 ) -> Result<Option<FileId>, Error> {
@@ -619,7 +637,7 @@ fn file_id(
         return Ok(None);
     };
     if let Some(tracked) = tracked
-        && let Some(stat) = &tracked.stat
+        && let Some(stat) = tracked.stat
         && tracked.mode == mode
         && i64::from(stat.mtime.secs) < index_timestamp
         && stat_matches(&st, stat)
