@@ -144,6 +144,11 @@ impl Tracker {
         self.dirs.values().map(String::as_str)
     }
 
+    /// The directories that could not be watched, for not being there (yet).
+    pub fn unwatched(&self) -> impl Iterator<Item = &String> {
+        self.unwatched.iter()
+    }
+
     /// Watches directory `rel` at `path`; one that is not there counts as touched.
     fn add(&mut self, path: &Path, rel: &str) -> std::io::Result<()> {
         let mask = WatchMask::MODIFY
