@@ -111,21 +111,79 @@ pub struct IndexSnapshot {
     /// The directory the paths are relative to: the work tree, or a snapshot directory.
     root: PathBuf,
     /// By path relative to `root`, sorted.
-    entries: Vec<Entry>,
-    /// The index's stat data of each entry, in the same order; empty for a snapshot directory
-    /// weir synced, which keeps the entries it was given as they are.
-    stats: Vec<Stat>,
+    files: Files,
     /// When the index was written, in whole seconds: entries modified since are "racily clean"
     /// and must be hashed, as git does.
     timestamp: i64,
-    /// A snapshot directory weir synced: ids known, no untracked files.
-    synced: bool,
+}
+
+/// The entries of an [`IndexSnapshot`].
+enum Files {
+    /// Read from an index, with each entry's stat data.
+    Index(Vec<(Entry, Stat)>),
+    /// A snapshot directory weir synced: ids known, no untracked files. Kept as the sync was
+    /// given them, which spares a copy of every entry for a run that reads a few.
+    Synced(Vec<Entry>),
+}
+
+impl Files {
+    fn len(&self) -> usize {
+        match self {
+            Files::Index(files) => files.len(),
+            Files::Synced(files) => files.len(),
+        }
+    }
+
+    fn entry(&self, at: usize) -> &Entry {
+        match self {
+            Files::Index(files) => &files[at].0,
+            Files::Synced(files) => &files[at],
+        }
+    }
+
+    /// The entry at `at`, with what the index knew of it.
+    fn tracked(&self, at: usize) -> (&str, Tracked<'_>) {
+        let (entry, stat) = match self {
+            Files::Index(files) => (&files[at].0, Some(&files[at].1)),
+            Files::Synced(files) => (&files[at], None),
+        };
+        let tracked = Tracked {
+            mode: entry.mode,
+            id: entry.id,
+            stat,
+        };
+        (entry.path.as_str(), tracked)
+    }
+
+    /// The index of the first entry whose path is not below `path`.
+    fn partition_point(&self, below: impl Fn(&str) -> bool) -> usize {
+        match self {
+            Files::Index(files) => files.partition_point(|(e, _)| below(&e.path)),
+            Files::Synced(files) => files.partition_point(|e| below(&e.path)),
+        }
+    }
+
+    /// Sorts the entries if they are not: git orders paths by their bytes, which a path that
+    /// is not UTF-8 no longer has once made readable.
+    fn sort(&mut self) {
+        match self {
+            Files::Index(files) if !files.is_sorted_by(|a, b| a.0.path <= b.0.path) => {
+                files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+                files.dedup_by(|a, b| a.0.path == b.0.path);
+            }
+            Files::Synced(files) if !files.is_sorted_by(|a, b| a.path <= b.path) => {
+                files.sort_by(|a, b| a.path.cmp(&b.path));
+                files.dedup_by(|a, b| a.path == b.path);
+            }
+            _ => {}
+        }
+    }
 }
 
 impl IndexSnapshot {
     /// Whether this is a snapshot directory weir synced.
     pub fn is_synced(&self) -> bool {
-        self.synced
+        matches!(self.files, Files::Synced(_))
     }
 
     /// The directory the paths are relative to.
@@ -135,67 +193,34 @@ impl IndexSnapshot {
 
     /// Every entry: path, mode and blob id.
     pub fn known(&self) -> impl Iterator<Item = (&str, (FileMode, ObjectId))> {
-        self.entries
-            .iter()
-            .map(|e| (e.path.as_str(), (e.mode, e.id)))
-    }
-
-    /// The entry at `at`.
-    fn tracked(&self, at: usize) -> (&str, Tracked<'_>) {
-        let entry = &self.entries[at];
-        let tracked = Tracked {
-            mode: entry.mode,
-            id: entry.id,
-            stat: self.stats.get(at),
-        };
-        (entry.path.as_str(), tracked)
+        (0..self.files.len()).map(|at| {
+            let e = self.files.entry(at);
+            (e.path.as_str(), (e.mode, e.id))
+        })
     }
 
     fn get(&self, path: &str) -> Option<Tracked<'_>> {
-        let at = self
-            .entries
-            .binary_search_by(|e| e.path.as_str().cmp(path))
-            .ok()?;
-        Some(self.tracked(at).1)
+        let at = self.files.partition_point(|p| p < path);
+        (at < self.files.len() && self.files.entry(at).path == path)
+            .then(|| self.files.tracked(at).1)
     }
 
     /// The entries from `start` on, in order.
     fn from(&self, start: &str) -> impl Iterator<Item = (&str, Tracked<'_>)> {
-        let at = self.entries.partition_point(|e| e.path.as_str() < start);
-        (at..self.entries.len()).map(|at| self.tracked(at))
+        let at = self.files.partition_point(|p| p < start);
+        (at..self.files.len()).map(|at| self.files.tracked(at))
     }
 
     /// The files of a snapshot directory weir has just synced to `entries`: their ids are
     /// known, and no untracked file belongs to the tree.
     pub fn synced(root: &Path, entries: Vec<Entry>) -> IndexSnapshot {
+        let mut files = Files::Synced(entries);
+        files.sort();
         IndexSnapshot {
             root: root.to_path_buf(),
-            entries,
-            stats: Vec::new(),
+            files,
             timestamp: 0,
-            synced: true,
         }
-        .sorted()
-    }
-
-    /// Sorts the entries if they are not: git orders paths by their bytes, which a path that
-    /// is not UTF-8 no longer has once made readable.
-    fn sorted(mut self) -> IndexSnapshot {
-        if self.entries.is_sorted_by(|a, b| a.path <= b.path) {
-            return self;
-        }
-        let mut stats = std::mem::take(&mut self.stats).into_iter().map(Some);
-        let mut both: Vec<(Entry, Option<Stat>)> = std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|e| (e, stats.next().flatten()))
-            .collect();
-        both.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-        both.dedup_by(|a, b| a.0.path == b.0.path);
-        for (entry, stat) in both {
-            self.entries.push(entry);
-            self.stats.extend(stat);
-        }
-        self
     }
 }
 
@@ -296,14 +321,11 @@ impl Repo {
             // No index yet (a fresh repository): nothing is tracked.
             return Ok(IndexSnapshot {
                 root: self.workdir().to_path_buf(),
-                entries: Vec::new(),
-                stats: Vec::new(),
+                files: Files::Index(Vec::new()),
                 timestamp: 0,
-                synced: false,
             });
         };
-        let mut entries = Vec::with_capacity(index.entries().len());
-        let mut stats = Vec::with_capacity(index.entries().len());
+        let mut files = Vec::with_capacity(index.entries().len());
         for entry in index.entries() {
             if entry.stage_raw() != 0 {
                 continue;
@@ -312,21 +334,20 @@ impl Repo {
                 continue;
             };
             let path = entry.path(&index).to_str_lossy().into_owned();
-            entries.push(Entry {
+            let file = Entry {
                 path,
                 mode,
                 id: entry.id,
-            });
-            stats.push(entry.stat);
+            };
+            files.push((file, entry.stat));
         }
+        let mut files = Files::Index(files);
+        files.sort();
         Ok(IndexSnapshot {
             root: self.workdir().to_path_buf(),
-            entries,
-            stats,
+            files,
             timestamp: index.timestamp().unix_seconds(),
-            synced: false,
-        }
-        .sorted())
+        })
     }
 
     /// The files under `base` (a directory of the work tree) that `query` selects, with their
@@ -371,7 +392,7 @@ impl Repo {
                 }
             }
         }
-        if !query.walk.is_empty() && !index.synced {
+        if !query.walk.is_empty() && !index.is_synced() {
             let mut ignores = Ignores::new(self, &prefix);
             let mut untracked = Vec::new();
             for dir in query.walk {
