@@ -155,7 +155,7 @@ impl Files {
         (entry.path.as_str(), tracked)
     }
 
-    /// The index of the first entry whose path is not below `path`.
+    /// Where the entries for whose path `below` holds end (they must come first).
     fn partition_point(&self, below: impl Fn(&str) -> bool) -> usize {
         match self {
             Files::Index(files) => files.partition_point(|(e, _)| below(&e.path)),
