@@ -166,16 +166,15 @@ impl Files {
     /// Sorts the entries if they are not: git orders paths by their bytes, which a path that
     /// is not UTF-8 no longer has once made readable.
     fn sort(&mut self) {
+        fn by_path<T>(files: &mut Vec<T>, path: impl Fn(&T) -> &str) {
+            if !files.is_sorted_by(|a, b| path(a) <= path(b)) {
+                files.sort_by(|a, b| path(a).cmp(path(b)));
+                files.dedup_by(|a, b| path(a) == path(b));
+            }
+        }
         match self {
-            Files::Index(files) if !files.is_sorted_by(|a, b| a.0.path <= b.0.path) => {
-                files.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-                files.dedup_by(|a, b| a.0.path == b.0.path);
-            }
-            Files::Synced(files) if !files.is_sorted_by(|a, b| a.path <= b.path) => {
-                files.sort_by(|a, b| a.path.cmp(&b.path));
-                files.dedup_by(|a, b| a.path == b.path);
-            }
-            _ => {}
+            Files::Index(files) => by_path(files, |(e, _)| &e.path),
+            Files::Synced(files) => by_path(files, |e| &e.path),
         }
     }
 }
