@@ -306,22 +306,22 @@ impl Snapshot {
             // watch), which the next sync's early watch starts from. Working them out from the
             // entries takes a while (a fifth of a millisecond for 5,000 files): the recorded
             // ones still hold when the sync added and removed no file.
-            let missing: Vec<String> = if dirs_kept {
-                tracker.unwatched().cloned().collect()
+            let added = if dirs_kept {
+                let unwatched: Vec<String> = tracker.unwatched().cloned().collect();
+                tracker.watch_more(&self.dir, unwatched.iter().map(String::as_str))
             } else {
                 let wanted = track::directories(entries.iter().map(|e| e.path.as_str()));
                 let watched: FastSet<&str> = tracker.dirs().collect();
-                let missing: Vec<String> = wanted
+                let missing: Vec<&str> = wanted
                     .iter()
-                    .filter(|d| !watched.contains(*d))
-                    .map(|d| (*d).to_owned())
+                    .copied()
+                    .filter(|d| !watched.contains(d))
                     .collect();
                 // Also where they are the same: a sync that adds or removes files forgets them
                 // first (see `forget_dirs`).
                 self.save_dirs(&wanted);
-                missing
+                tracker.watch_more(&self.dir, missing)
             };
-            let added = tracker.watch_more(&self.dir, missing.iter().map(String::as_str));
             // What the sync wrote is in the state: only what jobs do from here counts.
             (added.is_ok() && tracker.forget()).then_some(tracker)
         });
